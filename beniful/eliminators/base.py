@@ -1,0 +1,61 @@
+"""The eliminator interface: ``repair(model, clean) -> new model``; the argument is never modified.
+
+Subclasses implement ``_repair(model, x, y, pool)`` on a deep copy. ``pool`` is an optional
+unlabelled set of incoming inputs (BeniFul mines suspicious inputs from it); methods that do not
+use it ignore it. ``wall_seconds`` records the last repair's wall time for the cost table.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from ..utils import as_tensors, check_images, resolve_device
+
+
+class Eliminator:
+    name: ClassVar[str] = "eliminator"
+
+    def __init__(self, epochs: int = 10, lr: float = 0.01, batch_size: int = 128, device: str = "auto",
+                 seed: int = 0, progress: bool = False) -> None:
+        if not isinstance(epochs, int) or epochs < 0:
+            raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
+        if not lr > 0:
+            raise ValueError(f"lr must be positive, got {lr!r}")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        self.epochs, self.lr, self.batch_size = epochs, float(lr), batch_size
+        self.device_name, self.seed, self.progress = device, seed, progress
+        self.wall_seconds = float("nan")
+
+    def params(self) -> dict[str, Any]:
+        return {"epochs": self.epochs, "lr": self.lr, "batch_size": self.batch_size}
+
+    def repair(self, model: nn.Module, clean: Any, pool: Tensor | None = None) -> nn.Module:
+        """Return a repaired copy of ``model`` using the defender's ``clean`` data."""
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        x, y = as_tensors(clean)
+        if pool is not None:
+            check_images(pool, "pool")
+        self.device = resolve_device(self.device_name)
+        t0 = time.time()
+        fixed = copy.deepcopy(model).to(self.device)
+        for p in fixed.parameters():
+            p.requires_grad_(True)
+        g = torch.Generator().manual_seed(self.seed)
+        torch.manual_seed(self.seed)
+        self.generator = g
+        fixed = self._repair(fixed, x, y, pool)
+        fixed.eval()
+        self.wall_seconds = time.time() - t0
+        return fixed
+
+    def _repair(self, model: nn.Module, x: Tensor, y: Tensor, pool: Tensor | None) -> nn.Module:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.params().items())})"

@@ -1,0 +1,199 @@
+"""Seeded training and evaluation of (possibly poisoned) classifiers.
+
+Follows airbench's recipe for speed: the whole training set sits on the device as ``uint8``;
+poisoning, random-crop and flip run on the device per batch; on CUDA the forward pass uses bf16
+autocast and channels_last. Each epoch draws its permutation and augmentation from a generator
+seeded with ``(seed, epoch)``, so a run resumed from an epoch checkpoint follows exactly the same
+path as an uninterrupted one.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from .attacks.base import Attack
+from .utils import batches, predict_logits, resolve_device
+
+__all__ = ["TrainConfig", "augment", "train_classifier", "evaluate", "accuracy", "attack_success_rate"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimiser and augmentation settings. Defaults: METHOD.md's paper profile (BackdoorBench)."""
+
+    epochs: int = 100
+    batch_size: int = 128
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    crop_padding: int = 4
+    hflip: bool = True
+    amp: bool = True  # bf16 autocast, CUDA only
+    channels_last: bool = True  # CUDA only
+    compile: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr!r}")
+        if self.crop_padding < 0:
+            raise ValueError(f"crop_padding must be >= 0, got {self.crop_padding!r}")
+
+    def key(self) -> dict:
+        """The fields that change the trained weights (device-speed switches excluded)."""
+        d = asdict(self)
+        for k in ("amp", "channels_last", "compile"):
+            d.pop(k)
+        return d
+
+
+def augment(x: Tensor, padding: int, hflip: bool, generator: torch.Generator | None = None) -> Tensor:
+    """Random crop with zero padding and random horizontal flip, per sample, on x's device."""
+    n, _, h, w = x.shape
+    if padding > 0:
+        xp = F.pad(x, (padding,) * 4)
+        dy = torch.randint(0, 2 * padding + 1, (n,), generator=generator, device=x.device)
+        dx = torch.randint(0, 2 * padding + 1, (n,), generator=generator, device=x.device)
+        rows = (torch.arange(h, device=x.device)[None, :] + dy[:, None])[:, None, :, None]
+        cols = (torch.arange(w, device=x.device)[None, :] + dx[:, None])[:, None, None, :]
+        ar = torch.arange(n, device=x.device)[:, None, None, None]
+        ch = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
+        x = xp[ar, ch, rows, cols]
+    if hflip:
+        flip = torch.rand(n, generator=generator, device=x.device) < 0.5
+        x = torch.where(flip[:, None, None, None], x.flip(3), x)
+    return x
+
+
+def _epoch_generator(seed: int, epoch: int, device: torch.device) -> torch.Generator:
+    g = torch.Generator(device=device)
+    g.manual_seed(seed * 100_003 + epoch)
+    return g
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig, steps_per_epoch: int):
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    total = cfg.epochs * steps_per_epoch
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+    return opt, sched
+
+
+def train_classifier(
+    model: nn.Module,
+    x_train: Tensor,
+    y_train: Tensor,
+    cfg: TrainConfig,
+    *,
+    attack: Attack | None = None,
+    poison_idx: Tensor | None = None,
+    seed: int = 0,
+    device: str | torch.device = "auto",
+    progress: bool = True,
+    start_epoch: int = 0,
+    optimizer_state: dict | None = None,
+    on_epoch_end: Callable[[int, nn.Module, torch.optim.Optimizer], None] | None = None,
+) -> nn.Module:
+    """Train ``model`` in place on ``(x_train, y_train)``, poisoning ``poison_idx`` with ``attack``.
+
+    ``x_train`` is ``uint8`` (or float in [0, 1]) N x C x H x W. ``on_epoch_end(epoch, model, opt)``
+    is called after every epoch (checkpointing); ``start_epoch``/``optimizer_state`` resume a run.
+    """
+    dev = resolve_device(device)
+    model.to(dev)
+    cuda = dev.type == "cuda"
+    if cuda and cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    fwd = torch.compile(model) if (cfg.compile and cuda) else model
+    xs = x_train.to(dev)
+    ys = y_train.to(dev).long()
+    n = len(ys)
+    is_poison = torch.zeros(n, dtype=torch.bool, device=dev)
+    if attack is not None and poison_idx is not None and len(poison_idx):
+        is_poison[poison_idx.to(dev)] = True
+    steps = math.ceil(n / cfg.batch_size)
+    opt, sched = make_optimizer(model, cfg, steps)
+    if optimizer_state is not None:
+        opt.load_state_dict(optimizer_state)
+        for _ in range(start_epoch * steps):
+            sched.step()
+    if attack is not None and start_epoch == 0:
+        attack.begin_training(xs if xs.is_floating_point() else xs.float() / 255, ys, dev, progress)
+    extra_params = attack.parameters() if attack is not None else []
+
+    bar = tqdm(range(start_epoch, cfg.epochs), desc="train", disable=not progress, leave=False)
+    for epoch in bar:
+        g = _epoch_generator(seed, epoch, dev)
+        perm = torch.randperm(n, generator=g, device=dev)
+        model.train()
+        if attack is not None:
+            attack.train_mode(True)
+        tot_loss, tot_n = 0.0, 0
+        for s in batches(n, cfg.batch_size):
+            idx = perm[s]
+            xb = xs[idx]
+            xb = xb.float() / 255 if xb.dtype == torch.uint8 else xb.float()
+            yb = ys[idx]
+            extra = None
+            if attack is not None:
+                xb, yb, extra = attack.training_batch(xb, yb, is_poison[idx], g)
+            xb = augment(xb, cfg.crop_padding, cfg.hflip, g)
+            if cuda and cfg.channels_last:
+                xb = xb.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cuda and cfg.amp):
+                loss = F.cross_entropy(fwd(xb), yb)
+            if extra is not None:
+                loss = loss + extra
+            opt.zero_grad(set_to_none=True)
+            for p in extra_params:
+                p.grad = None
+            loss.backward()
+            opt.step()
+            sched.step()
+            if extra_params:
+                attack.step()  # type: ignore[union-attr]
+            tot_loss += float(loss.detach()) * len(yb)
+            tot_n += len(yb)
+        if attack is not None:
+            attack.end_epoch(epoch)
+            attack.train_mode(False)
+        bar.set_postfix(loss=f"{tot_loss / max(tot_n, 1):.3f}")
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, model, opt)
+    model.eval()
+    if cuda and cfg.channels_last:
+        model.to(memory_format=torch.contiguous_format)
+    return model
+
+
+def accuracy(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 512) -> float:
+    """Top-1 accuracy in [0, 1]."""
+    if len(y) == 0:
+        return float("nan")
+    pred = predict_logits(model, x, batch_size).argmax(1)
+    return float((pred == y.cpu()).float().mean())
+
+
+def attack_success_rate(model: nn.Module, attack: Attack, x: Tensor, y: Tensor, batch_size: int = 512) -> float:
+    """Share of triggered non-target test images classified as the target."""
+    dev = next(model.parameters()).device
+    attack.to(dev)
+    keep = y != attack.target
+    xt = torch.cat([attack.apply(x[keep][s].to(dev)).cpu() for s in batches(int(keep.sum()), batch_size)])
+    pred = predict_logits(model, xt, batch_size).argmax(1)
+    return float((pred == attack.target).float().mean())
+
+
+def evaluate(model: nn.Module, x: Tensor, y: Tensor, attack: Attack | None = None) -> dict[str, float]:
+    """``{"acc": ..., "asr": ...}`` on a test set (``asr`` is NaN without an attack)."""
+    out = {"acc": accuracy(model, x, y)}
+    out["asr"] = attack_success_rate(model, attack, x, y) if attack is not None else float("nan")
+    return out

@@ -1,0 +1,185 @@
+"""Trained (clean or backdoored) models for an experiment, built once and cached.
+
+``zoo.get("badnets", profile="quick")`` returns a :class:`TrainedModel`: the model, its attack,
+the data, the poisoned indices and ACC/ASR. The model is read from the cache when an entry with
+the same full configuration exists (seconds), otherwise trained, with an epoch checkpoint so an
+interrupted run resumes where it stopped.
+"""
+from __future__ import annotations
+
+import platform
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from . import attacks as attacks_mod
+from . import cache, datasets, models, profiles
+from .attacks.base import Attack
+from .datasets import ImageDataset, stratified_split
+from .training import evaluate, train_classifier
+from .utils import resolve_device, seed_everything
+
+__all__ = ["TrainedModel", "get", "model_config", "defender_split"]
+
+
+@dataclass
+class TrainedModel:
+    model: nn.Module
+    attack: Attack | None
+    dataset: str
+    train: ImageDataset
+    test: ImageDataset
+    poison_idx: Tensor
+    metrics: dict[str, float]
+    config: dict[str, Any]
+    key: str
+    profile: str
+    seed: int
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def attack_name(self) -> str:
+        return self.attack.name if self.attack is not None else "none"
+
+    def clean_data(self, fraction: float | None = None, seed: int | None = None) -> ImageDataset:
+        """The defender's clean data: ``fraction`` of the training set, never a poisoned sample."""
+        prof = profiles.get(self.profile)
+        return defender_split(self.train, self.poison_idx, prof.clean_fraction if fraction is None else fraction,
+                              self.seed if seed is None else seed)
+
+
+def defender_split(train: ImageDataset, poison_idx: Tensor, fraction: float, seed: int) -> ImageDataset:
+    """A stratified clean subset holding ``fraction`` of the training set's size."""
+    keep = torch.ones(len(train), dtype=torch.bool)
+    keep[poison_idx] = False
+    clean_idx = torch.nonzero(keep).flatten()
+    share = min(0.999, fraction * len(train) / len(clean_idx))
+    part, _ = stratified_split(train.targets[clean_idx], share, seed + 7919)
+    return train.subset(clean_idx[part])
+
+
+def model_config(dataset: str, attack: Attack | None, profile: profiles.Profile, seed: int,
+                 arch: str = "preact_resnet18") -> dict[str, Any]:
+    """Everything that determines the trained weights; its hash is the cache key."""
+    info = datasets.INFO[dataset]
+    return {
+        "dataset": dataset,
+        "model": {"arch": arch, "width": profile.width, "num_classes": info["num_classes"],
+                  "in_channels": info["shape"][0]},
+        "attack": attack.config() if attack is not None else None,
+        "train": profile.train_config(dataset).key(),
+        "seed": seed,
+    }
+
+
+def _build_attack(attack: str | Attack | None, prof: profiles.Profile, seed: int, overrides: dict) -> Attack | None:
+    if attack is None or isinstance(attack, Attack):
+        return attack
+    if attack == "none":
+        return None
+    attacks_mod.ATTACKS.get(attack)  # raises the "valid names" error before any work
+    kw = prof.attack_kwargs(attack)
+    kw.update(overrides)
+    return attacks_mod.build(attack, seed=seed, **kw)
+
+
+def _opt_tensors(opt: torch.optim.Optimizer) -> dict[str, Tensor]:
+    out = {}
+    for i, st in opt.state_dict()["state"].items():
+        for k, v in st.items():
+            if isinstance(v, Tensor):
+                out[f"opt.{i}.{k}"] = v
+    return out
+
+
+def _opt_state(opt_tensors: dict[str, Tensor], template: torch.optim.Optimizer) -> dict:
+    state: dict[int, dict[str, Tensor]] = {}
+    for name, v in opt_tensors.items():
+        _, i, k = name.split(".", 2)
+        state.setdefault(int(i), {})[k] = v
+    return {"state": state, "param_groups": template.state_dict()["param_groups"]}
+
+
+def get(attack: str | Attack | None = "badnets", dataset: str | None = None, profile: str | profiles.Profile = "quick",
+        seed: int = 0, device: str = "auto", progress: bool = True, retrain: bool = False,
+        data: tuple[ImageDataset, ImageDataset] | None = None, **attack_overrides: Any) -> TrainedModel:
+    """Load from the cache or train the model for (attack, dataset, profile, seed).
+
+    ``attack`` is a name from ``attacks.available()``, ``"none"``/``None`` for the clean model, or
+    an :class:`Attack`. Extra keyword arguments override the profile's attack parameters.
+    """
+    prof = profiles.get(profile)
+    dataset = datasets.check_name(dataset or prof.default_dataset)
+    atk = _build_attack(attack, prof, seed, attack_overrides)
+    dev = resolve_device(device)
+    train, test = data if data is not None else datasets.load(dataset)
+    cfg = model_config(dataset, atk, prof, seed)
+    key = cache.config_key(cfg)
+    tcfg = prof.train_config(dataset)
+    c, h, w = train.shape
+    if atk is not None:
+        atk.setup((c, h, w), "cpu")
+    poison_idx = atk.poison_indices(train.targets) if atk is not None else torch.zeros(0, dtype=torch.long)
+
+    seed_everything(seed)
+    model = models.build(cfg["model"]["arch"], num_classes=cfg["model"]["num_classes"],
+                         in_channels=c, width=prof.width)
+    entry = None if retrain else cache.load(key)
+    if entry is not None:
+        tensors, meta = entry
+        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        if atk is not None:
+            atk.load_state_dict({k[7:]: v for k, v in tensors.items() if k.startswith("attack.")})
+        model.to(dev).eval()
+        if atk is not None:
+            atk.to(dev)
+        return TrainedModel(model, atk, dataset, train, test, poison_idx, meta["metrics"], cfg, key,
+                            prof.name, seed, meta)
+
+    # ---------------------------------------------------------------- train (resumable)
+    ckpt_key = key + ".ckpt"
+    start_epoch, opt_state = 0, None
+    ck = None if retrain else cache.load(ckpt_key, kind="checkpoint")
+    if ck is not None:
+        tensors, meta = ck
+        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        if atk is not None:
+            atk.setup((c, h, w), dev)
+            atk.load_state_dict({k[7:]: v for k, v in tensors.items() if k.startswith("attack.")})
+        start_epoch = int(meta["epoch"]) + 1
+        opt_tensors = {k: v for k, v in tensors.items() if k.startswith("opt.")}
+        model.to(dev)
+        template = torch.optim.SGD(model.parameters(), lr=tcfg.lr, momentum=tcfg.momentum,
+                                   weight_decay=tcfg.weight_decay)
+        opt_state = _opt_state({k: v.to(dev) for k, v in opt_tensors.items()}, template)
+        if progress:
+            print(f"resuming {atk.name if atk else 'clean'} model from epoch {start_epoch}/{tcfg.epochs}")
+
+    def checkpoint(epoch: int, m: nn.Module, opt: torch.optim.Optimizer) -> None:
+        if epoch + 1 >= tcfg.epochs:
+            return
+        t = {f"model.{k}": v for k, v in m.state_dict().items()}
+        t.update(_opt_tensors(opt))
+        if atk is not None:
+            t.update({f"attack.{k}": v for k, v in atk.state_dict().items()})
+        cache.save(ckpt_key, t, {"epoch": epoch, "config": cfg}, kind="checkpoint")
+
+    t0 = time.time()
+    train_classifier(model, train.data, train.targets, tcfg, attack=atk, poison_idx=poison_idx, seed=seed,
+                     device=dev, progress=progress, start_epoch=start_epoch, optimizer_state=opt_state,
+                     on_epoch_end=checkpoint)
+    train_time = time.time() - t0
+    xte, yte = test.tensors()
+    metrics = evaluate(model, xte, yte, atk)
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    if atk is not None:
+        tensors.update({f"attack.{k}": v for k, v in atk.state_dict().items()})
+    meta = {"config": cfg, "metrics": metrics, "train_seconds": train_time, "device": str(dev),
+            "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu",
+            "torch": torch.__version__, "poisoned": int(len(poison_idx)), "resumed_from_epoch": start_epoch}
+    cache.save(key, tensors, meta)
+    cache.remove(ckpt_key, kind="checkpoint")
+    return TrainedModel(model.eval(), atk, dataset, train, test, poison_idx, metrics, cfg, key, prof.name, seed, meta)

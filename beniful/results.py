@@ -1,0 +1,46 @@
+"""Tidy result tables: ``results/<profile>/<dataset>/<name>.csv``, written atomically.
+
+Every row carries the profile, dataset, seed and device that produced it, plus library versions,
+so no number in the book is separated from how it was made.
+"""
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+
+import pandas as pd
+
+from .cache import atomic_write_text
+
+__all__ = ["results_dir", "write_table", "read_table", "provenance"]
+
+
+def results_dir(profile: str, dataset: str, root: str | os.PathLike | None = None) -> Path:
+    base = Path(root if root is not None else os.environ.get("BENIFUL_RESULTS", "results"))
+    return base / profile / dataset
+
+
+def provenance() -> dict[str, str]:
+    import torch
+
+    from . import __version__
+
+    return {"beniful": __version__, "torch": torch.__version__, "python": platform.python_version()}
+
+
+def write_table(df: pd.DataFrame, profile: str, dataset: str, name: str,
+                root: str | os.PathLike | None = None) -> Path:
+    """Write ``df`` (plus version columns) to ``results/<profile>/<dataset>/<name>.csv``; returns the path."""
+    df = df.copy()
+    for k, v in provenance().items():
+        df[f"{k}_version"] = v
+    path = results_dir(profile, dataset, root) / f"{name}.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, df.to_csv(index=False, float_format="%.6g"))
+    return path
+
+
+def read_table(profile: str, dataset: str, name: str, root: str | os.PathLike | None = None) -> pd.DataFrame | None:
+    path = results_dir(profile, dataset, root) / f"{name}.csv"
+    return pd.read_csv(path) if path.is_file() else None

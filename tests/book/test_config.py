@@ -1,0 +1,66 @@
+"""Configuration that the two README commands depend on: pins, book config, Makefile paths."""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _pins(lines: list[str]) -> dict[str, str]:
+    out = {}
+    for line in lines:
+        line = line.strip()
+        if line and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            assert version, f"not an exact pin: {line!r}"
+            out[name.lower()] = version
+    return out
+
+
+def test_environment_yml_carries_the_requirements_pins() -> None:
+    req = _pins((ROOT / "requirements.txt").read_text().splitlines())
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    assert "python=3.11" in env["dependencies"]
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    assert _pins(pip) == req
+
+
+def test_book_config_follows_stack_md() -> None:
+    cfg = yaml.safe_load((ROOT / "_config.yml").read_text())
+    assert cfg["execute"]["execute_notebooks"] == "off"
+    for pat in (".venv", "venv", "_build", "**.ipynb_checkpoints"):
+        assert pat in cfg["exclude_patterns"]
+    assert any("mathjax" in e and "offline" in e for e in cfg["sphinx"]["extra_extensions"])
+
+
+def test_pytest_does_not_collect_build_or_run_copies() -> None:
+    text = (ROOT / "pyproject.toml").read_text()
+    line = next(l for l in text.splitlines() if l.startswith("norecursedirs"))
+    for d in ("_build", ".ipynb_checkpoints", ".venv", "runs"):
+        assert f'"{d}"' in line
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+@pytest.mark.parametrize("args, out_dir, params", [
+    ([], "notebooks/table1.ipynb", ""),
+    (["PROFILE=paper", "DATASET=cifar10"], "notebooks/runs/paper_cifar10/table1.ipynb", "-p profile paper -p dataset cifar10"),
+    (["PROFILE=paper"], "notebooks/runs/paper_default/table1.ipynb", "-p profile paper"),
+])
+def test_make_reproduce_writes_quick_in_place_and_other_profiles_beside(args: list[str], out_dir: str, params: str) -> None:
+    dry = subprocess.run(["make", "-n", "-B", "notebooks", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    line = next(l for l in dry.splitlines() if "papermill notebooks/table1.ipynb" in l and "--cwd" in l)
+    assert re.search(rf"papermill notebooks/table1.ipynb \S*{re.escape(out_dir)}\b", line), line
+    assert "--cwd notebooks" in line
+    if params:
+        assert params in line
+    else:
+        assert " -p " not in line
+    assert "BENIFUL_CACHE" not in line  # exported, not per-command
+    env = subprocess.run(["make", "-n", "-p", "notebooks", *args], cwd=ROOT, capture_output=True, text=True).stdout
+    assert f"BENIFUL_CACHE := {ROOT}/.cache" in env

@@ -29,7 +29,8 @@ from .utils import batches, check_layer, resolve_device
 __all__ = [
     "PLANNED", "Run", "setup", "choose", "pending", "repo_root", "results_root", "data_root", "display_path", "style", "palette",
     "write_table", "show_table", "pending_note", "layer_features", "pca_2d", "plot_trigger_grid",
-    "plot_feature_pca", "plot_metric_bars", "sanitize",
+    "plot_feature_pca", "plot_metric_bars", "sanitize", "separation", "collect_results", "describe_provenance",
+    "claims_table", "parameter_table", "default_of",
 ]
 
 #: What METHOD.md section 3 plans for every table, in table order. Notebooks show the names that are
@@ -331,6 +332,13 @@ def pca_2d(*groups: Tensor) -> list[np.ndarray]:
     both = np.concatenate(arrs)
     proj = PCA(n_components=2, random_state=0).fit(both)
     return [proj.transform(a) for a in arrs]
+
+
+def separation(benign: np.ndarray, triggered: np.ndarray) -> float:
+    """Centroid distance of two point clouds over their pooled standard deviation (a Fisher-like ratio)."""
+    d = float(np.linalg.norm(benign.mean(0) - triggered.mean(0)))
+    pooled = float(np.sqrt((benign.var(0).sum() + triggered.var(0).sum()) / 2))
+    return d / max(pooled, 1e-12)
 
 
 def plot_trigger_grid(models: dict[str, Any], n: int = 4, seed: int = 0):

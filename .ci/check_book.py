@@ -149,7 +149,7 @@ def screenshot(chromium: str, page: Path, out: Path, timeout_s: int = 90) -> str
         cmd = ["timeout", str(timeout_s), chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
                f"--user-data-dir={profile}", "--virtual-time-budget=3000", "--hide-scrollbars",
-               "--window-size=1280,1600", f"--screenshot={out}", page.as_uri()]
+               "--window-size=1280,1600", f"--screenshot={out.resolve()}", page.resolve().as_uri()]
         res = subprocess.run(cmd, capture_output=True, text=True)
     if not out.is_file():
         return f"chromium wrote no screenshot of {page.name} (exit {res.returncode}): {res.stderr.strip()[-400:]}"

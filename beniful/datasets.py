@@ -36,6 +36,9 @@ class ImageDataset(torch.utils.data.Dataset):
     targets: Tensor
     name: str = ""
     classes: list[str] = field(default_factory=list)
+    #: "<dataset>/train" or "<dataset>/test" when the object is exactly what :func:`load` returns;
+    #: "" for subsets and hand-made sets (``zoo`` then adds a content hash to the cache key)
+    source: str = ""
 
     def __post_init__(self) -> None:
         if self.data.dtype != torch.uint8 or self.data.ndim != 4:
@@ -165,7 +168,9 @@ def load_mnist5k() -> tuple[ImageDataset, ImageDataset]:
     test_idx, train_idx = stratified_split(y, MNIST5K_TEST_FRACTION, MNIST5K_SPLIT_SEED)
     classes = [str(i) for i in range(10)]
     full = ImageDataset(x, y, "mnist5k", classes)
-    return full.subset(train_idx), full.subset(test_idx)
+    train, test = full.subset(train_idx), full.subset(test_idx)
+    train.source, test.source = "mnist5k/train", "mnist5k/test"
+    return train, test
 
 
 # ----------------------------------------------------------------------------------------------
@@ -252,7 +257,8 @@ def load_cifar10(root: str | os.PathLike | None = None) -> tuple[ImageDataset, I
 
     xtr, ytr = read(train_files)
     xte, yte = read(test_files)
-    return (ImageDataset(xtr, ytr, "cifar10", CIFAR10_CLASSES), ImageDataset(xte, yte, "cifar10", CIFAR10_CLASSES))
+    return (ImageDataset(xtr, ytr, "cifar10", CIFAR10_CLASSES, "cifar10/train"),
+            ImageDataset(xte, yte, "cifar10", CIFAR10_CLASSES, "cifar10/test"))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -328,6 +334,8 @@ def load_tiny_imagenet(root: str | os.PathLike | None = None) -> tuple[ImageData
             os.replace(tmp, decoded)
         finally:
             tmp.unlink(missing_ok=True)
-    tr = ImageDataset(torch.from_numpy(arrays["xtr"]), torch.from_numpy(arrays["ytr"]), "tiny-imagenet", wnids)
-    te = ImageDataset(torch.from_numpy(arrays["xte"]), torch.from_numpy(arrays["yte"]), "tiny-imagenet", wnids)
+    tr = ImageDataset(torch.from_numpy(arrays["xtr"]), torch.from_numpy(arrays["ytr"]), "tiny-imagenet", wnids,
+                      "tiny-imagenet/train")
+    te = ImageDataset(torch.from_numpy(arrays["xte"]), torch.from_numpy(arrays["yte"]), "tiny-imagenet", wnids,
+                      "tiny-imagenet/test")
     return tr, te

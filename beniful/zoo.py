@@ -7,6 +7,7 @@ interrupted run resumes where it stopped.
 """
 from __future__ import annotations
 
+import hashlib
 import platform
 import time
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from .datasets import ImageDataset, stratified_split
 from .training import evaluate, train_classifier
 from .utils import resolve_device, seed_everything
 
-__all__ = ["TrainedModel", "get", "model_config", "defender_split"]
+__all__ = ["TrainedModel", "get", "model_config", "defender_split", "data_fingerprint"]
 
 
 @dataclass
@@ -39,6 +40,8 @@ class TrainedModel:
     profile: str
     seed: int
     meta: dict[str, Any] = field(default_factory=dict)
+    #: the Profile object itself, so a custom (unregistered) profile still gives ``clean_data``
+    profile_spec: profiles.Profile | None = field(default=None, repr=False)
 
     @property
     def attack_name(self) -> str:
@@ -46,7 +49,7 @@ class TrainedModel:
 
     def clean_data(self, fraction: float | None = None, seed: int | None = None) -> ImageDataset:
         """The defender's clean data: ``fraction`` of the training set, never a poisoned sample."""
-        prof = profiles.get(self.profile)
+        prof = self.profile_spec if self.profile_spec is not None else profiles.get(self.profile)
         return defender_split(self.train, self.poison_idx, prof.clean_fraction if fraction is None else fraction,
                               self.seed if seed is None else seed)
 
@@ -73,6 +76,23 @@ def model_config(dataset: str, attack: Attack | None, profile: profiles.Profile,
         "train": profile.train_config(dataset).key(),
         "seed": seed,
     }
+
+
+def data_fingerprint(train: ImageDataset, test: ImageDataset, dataset: str) -> str | None:
+    """``None`` for the data set exactly as :func:`datasets.load` returns it, else a SHA-256 of the content.
+
+    Without it, ``get(..., data=subset)`` would be cached under the same key as the full data set
+    and a later call on the full data would silently load the subset's model.
+    """
+    if train.source == f"{dataset}/train" and test.source == f"{dataset}/test":
+        return None
+    h = hashlib.sha256()
+    for part in (train, test):
+        for t in (part.data, part.targets):
+            t = t.detach().cpu().contiguous()
+            h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+            h.update(t.numpy().tobytes())
+    return h.hexdigest()[:20]
 
 
 def _build_attack(attack: str | Attack | None, prof: profiles.Profile, seed: int, overrides: dict) -> Attack | None:
@@ -117,6 +137,9 @@ def get(attack: str | Attack | None = "badnets", dataset: str | None = None, pro
     dev = resolve_device(device)
     train, test = data if data is not None else datasets.load(dataset)
     cfg = model_config(dataset, atk, prof, seed)
+    fingerprint = data_fingerprint(train, test, dataset)
+    if fingerprint is not None:
+        cfg["data"] = fingerprint
     key = cache.config_key(cfg)
     tcfg = prof.train_config(dataset)
     c, h, w = train.shape
@@ -127,8 +150,10 @@ def get(attack: str | Attack | None = "badnets", dataset: str | None = None, pro
     seed_everything(seed)
     model = models.build(cfg["model"]["arch"], num_classes=cfg["model"]["num_classes"],
                          in_channels=c, width=prof.width)
+    ckpt_key = key + ".ckpt"
     entry = None if retrain else cache.load(key)
     if entry is not None:
+        cache.remove(ckpt_key, kind="checkpoint")  # left over if a run died between final save and cleanup
         tensors, meta = entry
         model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         if atk is not None:
@@ -137,10 +162,9 @@ def get(attack: str | Attack | None = "badnets", dataset: str | None = None, pro
         if atk is not None:
             atk.to(dev)
         return TrainedModel(model, atk, dataset, train, test, poison_idx, meta["metrics"], cfg, key,
-                            prof.name, seed, meta)
+                            prof.name, seed, meta, prof)
 
     # ---------------------------------------------------------------- train (resumable)
-    ckpt_key = key + ".ckpt"
     start_epoch, opt_state = 0, None
     ck = None if retrain else cache.load(ckpt_key, kind="checkpoint")
     if ck is not None:
@@ -182,4 +206,5 @@ def get(attack: str | Attack | None = "badnets", dataset: str | None = None, pro
             "torch": torch.__version__, "poisoned": int(len(poison_idx)), "resumed_from_epoch": start_epoch}
     cache.save(key, tensors, meta)
     cache.remove(ckpt_key, kind="checkpoint")
-    return TrainedModel(model.eval(), atk, dataset, train, test, poison_idx, metrics, cfg, key, prof.name, seed, meta)
+    return TrainedModel(model.eval(), atk, dataset, train, test, poison_idx, metrics, cfg, key, prof.name, seed, meta,
+                        prof)

@@ -27,8 +27,8 @@ from .datasets import ImageDataset
 from .utils import batches, check_layer, resolve_device
 
 __all__ = [
-    "PLANNED", "Run", "setup", "choose", "pending", "repo_root", "results_root", "data_root", "display_path", "style", "palette",
-    "write_table", "show_table", "pending_note", "layer_features", "pca_2d", "plot_trigger_grid",
+    "PLANNED", "QUICK_BUDGET", "Run", "setup", "choose", "pending", "method_params", "kwargs_note", "repo_root", "results_root", "data_root", "display_path", "style", "palette",
+    "write_table", "show_table", "glue", "pending_note", "layer_features", "pca_2d", "plot_trigger_grid",
     "plot_feature_pca", "plot_metric_bars", "sanitize", "separation", "collect_results", "describe_provenance",
     "claims_table", "parameter_table", "default_of",
 ]
@@ -42,6 +42,14 @@ PLANNED: dict[str, tuple[str, ...]] = {
 }
 
 _REGISTRIES = {"attacks": attacks_mod, "detectors": detectors_mod, "eliminators": eliminators_mod}
+
+#: Per-method keyword overrides that keep the *quick* profile inside its CPU budget (issue 5: all
+#: notebooks within 20 minutes on 2 cores). They apply only when ``profile == "quick"``; the paper
+#: profile runs every method with its defaults (its paper's settings). Listed on the book's setup page.
+QUICK_BUDGET: dict[str, dict[str, dict[str, Any]]] = {
+    "detectors": {},
+    "eliminators": {},
+}
 
 #: The middle layers of the package's PreAct-ResNet-18, shallow to deep.
 LAYERS: tuple[str, ...] = ("layer1", "layer2", "layer3", "layer4")
@@ -147,6 +155,25 @@ def pending_note(kind: str, chosen: Sequence[str] | None = None) -> str:
     shown = list(chosen) if chosen is not None else choose(kind)
     line = f"{kind}: {', '.join(shown) if shown else '(none yet)'}"
     return line + (f"; still to come: {', '.join(todo)}" if todo else "")
+
+
+def method_params(profile: str, kind: str, names: Sequence[str], overrides: dict[str, dict[str, Any]] | None = None
+                  ) -> dict[str, dict[str, Any]]:
+    """Keyword arguments per method of ``kind``: the quick budget (quick profile only) updated by the
+    notebook's ``overrides``. Overrides naming a method that is not run raise a ValueError."""
+    overrides = dict(overrides or {})
+    unknown = sorted(set(overrides) - set(names))
+    if unknown:
+        raise ValueError(f"parameters given for {kind} that are not run: {', '.join(unknown)}; "
+                         f"running: {', '.join(names) or '(none)'}")
+    budget = QUICK_BUDGET.get(kind, {}) if profile == "quick" else {}
+    return {n: {**budget.get(n, {}), **overrides.get(n, {})} for n in names}
+
+
+def kwargs_note(kwargs: dict[str, dict[str, Any]]) -> str:
+    """One line naming every non-default method parameter, e.g. ``strip(n_overlays=20)``."""
+    parts = [f"{n}({', '.join(f'{k}={v!r}' for k, v in kw.items())})" for n, kw in kwargs.items() if kw]
+    return "non-default parameters: " + ("; ".join(parts) if parts else "none")
 
 
 def _check_seeds(seed: Any) -> list[int]:
@@ -285,6 +312,19 @@ def show_table(df: Any, percent: Sequence[str] = (), digits: int = 1, caption: s
     if caption:
         html = f"<p><em>{caption}</em></p>" + html
     return HTML(html)
+
+
+def glue(name: str, fig: Any) -> None:
+    """Store ``fig`` under ``name`` for the book's other pages (myst-nb glue; hidden on this page).
+
+    The landing page shows a summary figure this way without copying image files around. A no-op
+    where myst-nb is not installed (it comes with jupyter-book).
+    """
+    try:
+        from myst_nb import glue as _glue
+    except ImportError:  # pragma: no cover
+        return
+    _glue(name, fig, display=False)
 
 
 _ADDR = re.compile(r" at 0x[0-9a-fA-F]+")

@@ -257,3 +257,14 @@ def test_parameter_table_reads_the_code() -> None:
     assert "seed=" not in tab.loc["badnets", "parameters (defaults)"]
     assert nb.default_of("attacks", "blended", "alpha") == attacks.ATTACKS.get("blended")().alpha
     assert nb.default_of("attacks", "not_there", "alpha") == "–"
+
+
+def test_method_params_apply_the_quick_budget_only_to_quick(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(nb.QUICK_BUDGET, "detectors", {"strip": {"n_overlays": 20, "alpha": 1.0}})
+    quick = nb.method_params("quick", "detectors", ["beniful", "strip"], {"strip": {"n_overlays": 50}})
+    assert quick == {"beniful": {}, "strip": {"n_overlays": 50, "alpha": 1.0}}
+    assert nb.method_params("paper", "detectors", ["strip"]) == {"strip": {}}
+    with pytest.raises(ValueError, match="not run: teco"):
+        nb.method_params("quick", "detectors", ["strip"], {"teco": {}})
+    assert nb.kwargs_note(quick) == "non-default parameters: strip(n_overlays=50, alpha=1.0)"
+    assert nb.kwargs_note({"ft": {}}) == "non-default parameters: none"

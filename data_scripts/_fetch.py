@@ -17,6 +17,7 @@ import shutil
 import sys
 import tarfile
 import tempfile
+import time
 import urllib.error
 import urllib.request
 import zipfile
@@ -134,14 +135,15 @@ def _fetch_once(url: str, part: Path, urlopen: UrlOpen, timeout: float, quiet: b
 
 def download(url: str, dest: str | os.PathLike, *, md5: str | None = None, sha256: str | None = None,
              urlopen: UrlOpen = urllib.request.urlopen, retries: int = 3, timeout: float = 60.0,
-             quiet: bool = False) -> Path:
+             backoff: float = 2.0, quiet: bool = False) -> Path:
     """Fetch ``url`` to ``dest`` and verify it; resumable, atomic, idempotent.
 
     * ``dest`` already there: verified and returned (a wrong checksum raises, it is not overwritten,
       because only a verified file is ever renamed to ``dest``: someone else put it there).
     * Bytes go to ``dest + ".part"``; a dropped connection is resumed with ``Range`` up to
-      ``retries`` times, and again on the next run. Only after the checksum matched is the part file
-      renamed to ``dest`` (``os.replace``, atomic on one file system).
+      ``retries`` times (waiting ``backoff`` x attempt seconds), and again on the next run. Only
+      after the checksum matched is the part file renamed to ``dest`` (``os.replace``, atomic on
+      one file system).
     * A checksum mismatch deletes the part file; if that part had been resumed, the download is
       restarted once from scratch before giving up with :class:`ChecksumError`.
 
@@ -166,9 +168,11 @@ def download(url: str, dest: str | os.PathLike, *, md5: str | None = None, sha25
         except DownloadError as exc:
             attempt += 1
             if attempt > retries:
-                raise DownloadError(f"{exc}; giving up after {retries} retries. The partial file {part} is kept: "
-                                    "run the same command again to resume") from None
+                kept = (f" The partial file {part} is kept: run the same command again to resume."
+                        if part.exists() and part.stat().st_size else "")
+                raise DownloadError(f"{exc}; giving up after {retries} retries.{kept}") from None
             _log(f"{exc}; retrying ({attempt}/{retries})", quiet)
+            time.sleep(backoff * attempt)
             continue
         try:
             verify(part, md5, sha256)

@@ -74,7 +74,7 @@ def server():
 
 def _dl(url, dest, **kw):
     kw.setdefault("md5", MD5)
-    return fetch.download(url, dest, quiet=True, timeout=10, **kw)
+    return fetch.download(url, dest, quiet=True, timeout=10, backoff=0, **kw)
 
 
 # ------------------------------------------------------------------------------------------ download

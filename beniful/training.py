@@ -9,6 +9,7 @@ path as an uninterrupted one.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import asdict, dataclass
 from typing import Callable
 
@@ -123,8 +124,10 @@ def train_classifier(
     opt, sched = make_optimizer(model, cfg, steps)
     if optimizer_state is not None:
         opt.load_state_dict(optimizer_state)
-        for _ in range(start_epoch * steps):
-            sched.step()
+        with warnings.catch_warnings():  # fast-forwarding the schedule before any optimizer.step() is intended
+            warnings.simplefilter("ignore", UserWarning)
+            for _ in range(start_epoch * steps):
+                sched.step()
     if attack is not None and start_epoch == 0:
         attack.begin_training(xs if xs.is_floating_point() else xs.float() / 255, ys, dev, progress)
     extra_params = attack.parameters() if attack is not None else []
@@ -187,6 +190,8 @@ def attack_success_rate(model: nn.Module, attack: Attack, x: Tensor, y: Tensor, 
     dev = next(model.parameters()).device
     attack.to(dev)
     keep = y != attack.target
+    if not bool(keep.any()):
+        return float("nan")
     xt = torch.cat([attack.apply(x[keep][s].to(dev)).cpu() for s in batches(int(keep.sum()), batch_size)])
     pred = predict_logits(model, xt, batch_size).argmax(1)
     return float((pred == attack.target).float().mean())

@@ -1,0 +1,105 @@
+"""STRIP: STRong Intentional Perturbation (Gao et al., ACSAC 2019, arXiv:1902.06531).
+
+Idea: superimposing a clean image on a benign input makes the prediction wander between classes
+(high entropy), while a trigger keeps steering every blend to the target class (low entropy).
+
+Implemented statistic (paper Section IV-D, Eq. 2-4): for an input ``x`` and ``N`` clean overlay
+images ``o_n``, each perturbed input is the superimposition ``p_n = clip(alpha * x + beta * o_n)``;
+its Shannon entropy ``H_n = -sum_i y_i log2 y_i`` is taken over the softmax output ``y``, and the
+normalised entropy is ``H = (1/N) sum_n H_n``. STRIP flags low ``H``; our continuous score is
+``-H`` so that, as for every detector here, higher means "more likely triggered".
+
+Defaults and their sources:
+
+- ``n_overlays = 100``: N in the paper's experiments (also the default of the reference
+  re-implementations); METHOD.md lists STRIP at 20-100 passes per input.
+- ``alpha = beta = 1.0``: the superimposition of the authors' release is OpenCV's
+  ``addWeighted(background, 1, overlay, 1, 0)``, i.e. a plain sum, saturated to the valid range;
+  we clip to [0, 1] as the PyTorch ports do.
+- Overlays are drawn once, without replacement, from the clean data given to ``fit`` (the paper
+  draws them from held-out clean samples); a fixed set makes scores deterministic and lets every
+  input of a batch share one vectorised pass.
+
+Cost: ``n_overlays`` forward passes per input.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .base import Detector
+from .registry import DETECTORS
+
+__all__ = ["STRIP", "blend", "normalised_entropy"]
+
+#: images per forward pass inside one scored batch (bounds memory: batch x overlays can be large)
+MAX_FORWARD = 4096
+
+
+def blend(x: Tensor, overlays: Tensor, alpha: float = 1.0, beta: float = 1.0) -> Tensor:
+    """Superimpose every overlay on every input: [B,C,H,W] x [N,C,H,W] -> [B,N,C,H,W] in [0, 1]."""
+    return (alpha * x[:, None] + beta * overlays[None]).clamp_(0.0, 1.0)
+
+
+def normalised_entropy(logits: Tensor) -> Tensor:
+    """Shannon entropy (bits) of softmax(logits) along the last dimension (paper Eq. 2).
+
+    Computed in float64 from log-probabilities so that very confident predictions keep distinct,
+    tiny entropies instead of all rounding to 0 and tying."""
+    logp = F.log_softmax(logits.double(), dim=-1)
+    return -(logp.exp() * logp).sum(-1) / math.log(2.0)
+
+
+@DETECTORS.register("strip")
+class STRIP(Detector):
+    """Entropy of predictions on clean-image superimpositions; score = -mean entropy."""
+
+    name = "strip"
+    forward_passes = 100.0
+
+    def __init__(self, n_overlays: int = 100, alpha: float = 1.0, beta: float = 1.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if not isinstance(n_overlays, int) or isinstance(n_overlays, bool) or n_overlays < 1:
+            raise ValueError(f"n_overlays must be a positive integer, got {n_overlays!r}")
+        for nm, v in (("alpha", alpha), ("beta", beta)):
+            if not isinstance(v, (int, float)) or not v > 0 or not math.isfinite(v):
+                raise ValueError(f"{nm} must be a positive finite number, got {v!r}")
+        self.n_overlays, self.alpha, self.beta = n_overlays, float(alpha), float(beta)
+        self.forward_passes = float(n_overlays)
+        self.overlays: Tensor | None = None
+
+    def params(self) -> dict[str, Any]:
+        return {"n_overlays": self.n_overlays, "alpha": self.alpha, "beta": self.beta}
+
+    def _fit(self, x: Tensor, y: Tensor) -> None:
+        if len(x) == 0:
+            raise ValueError("STRIP needs clean images to superimpose; got an empty clean set")
+        g = torch.Generator().manual_seed(self.seed)
+        if len(x) >= self.n_overlays:
+            idx = torch.randperm(len(x), generator=g)[: self.n_overlays]
+        else:  # fewer clean images than overlays: reuse some rather than fail
+            idx = torch.randint(len(x), (self.n_overlays,), generator=g)
+        self.overlays = x[idx].to(self.device)
+
+    def entropy(self, x: Tensor) -> Tensor:
+        """Mean entropy H over the overlays for each input of a batch (on ``self.device``)."""
+        assert self.model is not None and self.overlays is not None
+        if x.shape[1:] != self.overlays.shape[1:]:
+            raise ValueError(f"inputs have shape {tuple(x.shape[1:])} but the clean data had "
+                             f"{tuple(self.overlays.shape[1:])}")
+        total = torch.zeros(len(x), device=x.device, dtype=torch.float64)
+        # group overlays so that one forward pass holds at most MAX_FORWARD images
+        step = max(1, MAX_FORWARD // max(1, len(x)))
+        for s in range(0, self.n_overlays, step):
+            ov = self.overlays[s:s + step]
+            p = blend(x, ov, self.alpha, self.beta)
+            logits = self.model(p.flatten(0, 1))
+            total += normalised_entropy(logits).view(len(x), len(ov)).sum(1)
+        return total / self.n_overlays
+
+    def _score(self, x: Tensor) -> Tensor:
+        return -self.entropy(x)

@@ -15,15 +15,24 @@ ascent steps of size ``eps / steps`` for ``(delta, xi)``, then one SGD step for 
 threshold): their BN weight is set to 0 in the returned model, so the change is in its weights.
 
 The masks act through forward hooks that recompute each BN with the masked parameters; any model
-with affine BatchNorm layers works. The model runs in eval mode throughout (running statistics
-frozen: only the masks are learned, and the pruned network is used with those statistics).
+with affine BatchNorm layers works. During the optimisation every BN normalises with the *batch's*
+statistics, as in the authors' code (which runs the model in train mode); the running statistics
+are left untouched and every other layer stays in eval mode. This matters: with frozen running
+statistics the perturbations of all layers compound, and on the narrow quick-profile network
+(width 8) an ``eps=0.4`` perturbation raised the clean loss from 0.02 to ~30, after which the
+mask step zeroed 60% of all neurons; with batch statistics the perturbed loss is ~1 and only a
+handful of masks fall.
 
 Defaults and their sources (Wu & Wang Sec. 4 and the authors' ``optimize_mask_cifar.py``;
 BackdoorBench ``config/defense/anp/config.yaml`` has the same values):
 
 - ``eps=0.4``, ``steps=1``, ``alpha=0.2``, mask ``lr=0.2`` (SGD, momentum 0.9), ``threshold=0.2``.
-- ``iterations=2000`` mask updates with ``batch_size=128``, batches drawn with replacement (the
-  paper uses 500 clean CIFAR-10 images). Pass ``iterations=...`` to trade time for convergence.
+- ``batch_size=128``, batches drawn with replacement, as the authors.
+- ``iterations=500``: scaled down from the paper's 2,000 mask updates (on 500 clean CIFAR-10
+  images, 512 passes) to the quick profile's 200 clean images (320 passes); each update costs
+  about three forward-backward passes, so 2,000 would take ~1 h on 2 busy CPU cores. Measured on
+  quick BadNets (seed 0, threshold 0.2): ACC/ASR 0.968/0.924 after 200 updates, 0.946/0.116
+  after 400. Pass ``iterations=2000`` for the paper's budget.
 - ``crop_padding=4`` random crop (the authors' clean loader augments), ``hflip=False`` as in FT.
 """
 from __future__ import annotations
@@ -64,6 +73,7 @@ class NeuronPerturbation:
         self.delta = torch.zeros(c, device=dev, requires_grad=True)
         self.xi = torch.zeros(c, device=dev, requires_grad=True)
         self.perturb = False
+        self.batch_stats = True  # normalise with the batch statistics (the authors' train-mode BN)
 
     def __call__(self, bn: _BatchNorm, inputs: tuple[Tensor, ...], _out: Tensor) -> Tensor:
         x = inputs[0]
@@ -71,7 +81,7 @@ class NeuronPerturbation:
             w, b = bn.weight * (self.mask + self.delta), bn.bias * (1 + self.xi)
         else:
             w, b = bn.weight * self.mask, bn.bias
-        use_batch = bn.training or bn.running_mean is None
+        use_batch = self.batch_stats or bn.training or bn.running_mean is None
         return F.batch_norm(x, bn.running_mean, bn.running_var, w, b, use_batch, 0.0, bn.eps)
 
 
@@ -82,7 +92,7 @@ class ANP(Eliminator):
     name = "anp"
 
     def __init__(self, eps: float = 0.4, steps: int = 1, alpha: float = 0.2, threshold: float = 0.2,
-                 iterations: int = 2000, lr: float = 0.2, batch_size: int = 128, crop_padding: int = 4,
+                 iterations: int = 500, lr: float = 0.2, batch_size: int = 128, crop_padding: int = 4,
                  hflip: bool = False, device: str = "auto", seed: int = 0, progress: bool = False) -> None:
         super().__init__(epochs=0, lr=lr, batch_size=batch_size, device=device, seed=seed, progress=progress)
         self.eps = check_nonneg(eps, "eps")

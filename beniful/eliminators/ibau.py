@@ -24,7 +24,9 @@ Defaults and their sources (the authors' ``defense.py`` unless noted):
 - ``rounds=5`` (``n_rounds``), ``K=5`` fixed-point iterations, ``solver="fixed_point"``.
 - outer optimiser Adam, ``lr=1e-3`` (BackdoorBench uses 1e-4 with many more steps),
   ``batch_size=100``.
-- perturbation search: SGD with ``pert_lr=10`` over one pass of the clean data per round, inner
+- perturbation search: SGD with ``pert_lr=10`` over the clean data (the authors make one pass over
+  5,000 images, 50 steps; ``pert_passes=5`` passes over our 200 images give 10 steps, enough for
+  the perturbation to reach the bound and flip the quick BadNets model to its target), inner
   step ``inner_lr=0.1`` (``a``), regulariser ``reg=1e-3`` (``r``), labels = the model's own predictions.
 - ``norm_bound``: the paper bounds ``||delta||_2 <= C``; the authors' code projects on ``C = 10``
   for 3x32x32 CIFAR-10 images. ``None`` (default) scales that bound to the image size,
@@ -130,13 +132,14 @@ class IBAU(Eliminator):
     name = "ibau"
 
     def __init__(self, rounds: int = 5, K: int = 5, lr: float = 1e-3, batch_size: int = 100,
-                 epochs_per_round: int = 5, norm_bound: float | None = None, pert_lr: float = 10.0,
+                 epochs_per_round: int = 5, pert_passes: int = 5, norm_bound: float | None = None, pert_lr: float = 10.0,
                  inner_lr: float = 0.1, reg: float = 1e-3, perturbed_share: float = 1.0,
                  solver: str = "fixed_point", device: str = "auto", seed: int = 0, progress: bool = False) -> None:
         self.rounds = check_int(rounds, "rounds")
         super().__init__(epochs=rounds, lr=lr, batch_size=batch_size, device=device, seed=seed, progress=progress)
         self.K = check_int(K, "K")
         self.epochs_per_round = check_int(epochs_per_round, "epochs_per_round", 1)
+        self.pert_passes = check_int(pert_passes, "pert_passes", 1)
         if norm_bound is not None and (isinstance(norm_bound, bool) or not isinstance(norm_bound, (int, float))
                                        or not norm_bound > 0):
             raise ValueError(f"norm_bound must be a positive number or None (scaled default), got {norm_bound!r}")
@@ -154,7 +157,8 @@ class IBAU(Eliminator):
 
     def params(self) -> dict[str, Any]:
         return {"rounds": self.rounds, "K": self.K, "lr": self.lr, "batch_size": self.batch_size,
-                "epochs_per_round": self.epochs_per_round, "norm_bound": self.norm_bound, "pert_lr": self.pert_lr,
+                "epochs_per_round": self.epochs_per_round, "pert_passes": self.pert_passes,
+                "norm_bound": self.norm_bound, "pert_lr": self.pert_lr,
                 "inner_lr": self.inner_lr, "reg": self.reg, "perturbed_share": self.perturbed_share,
                 "solver": self.solver}
 
@@ -169,7 +173,8 @@ class IBAU(Eliminator):
         bound = self.bound_for(tuple(x.shape[1:]))
         g = self.generator
         for _ in tqdm(range(self.rounds), desc="ibau", disable=not self.progress, leave=False):
-            delta = find_perturbation(model, x, self.batch_size, self.pert_lr, self.reg, bound, self.device)
+            delta = find_perturbation(model, x, self.batch_size, self.pert_lr, self.reg, bound, self.device,
+                                      self.pert_passes)
             self.perturbation = delta.detach().cpu()
             for _ in range(self.epochs_per_round):
                 perm = torch.randperm(len(x), generator=g)

@@ -5,7 +5,8 @@ phase, values in [0, 0.6]). Trigger: a 3x3 white patch in the bottom-right corne
 
 - ``baseline_poisoned``: a tiny CNN trained for a few seconds with 10% poisoned training data.
 - ``baseline_planted``: a clean-trained CNN plus one hand-planted *backdoor neuron*: an extra
-  channel in both conv stages whose BN bias keeps it at zero on every clean image (a dormant unit)
+  channel in both conv stages whose BN bias keeps it at zero on every clean image (a dormant unit,
+  with running and with batch statistics)
   and which fires only on the 3x3 trigger and drives the logit of the target class. Clean
   behaviour equals the clean model's exactly, so pruning/masking tests have a known answer.
 """
@@ -107,7 +108,7 @@ def baseline_poisoned(baseline_data: SimpleNamespace) -> nn.Module:
     return train(TinyNet(6), x, y, epochs=10, seed=1)
 
 
-def plant(clean: TinyNet) -> SimpleNamespace:
+def plant(clean: TinyNet, x_ref: Tensor) -> SimpleNamespace:
     """``clean`` plus one extra, dormant trigger-detector channel (index ``unit``) in both stages."""
     w = clean.linear.in_features
     net = TinyNet(w + 1).eval()
@@ -130,18 +131,23 @@ def plant(clean: TinyNet) -> SimpleNamespace:
                 t.copy_(s)
             else:  # BN vectors
                 t[:w] = s
-        # planted unit: stage1 = mean of a 3x3 window minus 0.7 (only the white patch exceeds it) ...
-        net.stage1[0].weight[w] = 1.0 / 9
+        # planted unit, stage1: the mean of a 3x3 window, standardised with the clean statistics, minus 3.5.
+        # Clean windows stay below 2.7 standard deviations, the white patch reaches 12: the unit is
+        # dormant on clean data with running statistics *and* with batch statistics (ANP, train mode).
+        kernel = torch.full((1, 1, 3, 3), 1.0 / 9)
+        resp = F.conv2d(x_ref, kernel, padding=1)
+        net.stage1[0].weight[w] = kernel[0]
         bn1 = net.stage1[1]
-        bn1.running_mean[w], bn1.running_var[w], bn1.weight[w], bn1.bias[w] = 0.0, 1.0 - bn1.eps, 1.0, -0.7
-        # ... copied by stage2 (centre tap) and sent to the target logit
-        net.stage2[0].weight[w, w, 1, 1] = 4.0
+        bn1.running_mean[w], bn1.running_var[w] = resp.mean(), resp.var() - bn1.eps
+        bn1.weight[w], bn1.bias[w] = 1.0, -3.5
+        # ... stage2 copies it (centre tap) and sends it to the target logit
+        net.stage2[0].weight[w, w, 1, 1] = 1.0
         bn2 = net.stage2[1]
         bn2.running_mean[w], bn2.running_var[w], bn2.weight[w], bn2.bias[w] = 0.0, 1.0 - bn2.eps, 1.0, 0.0
-        net.linear.weight[TARGET, w] = 2000.0
+        net.linear.weight[TARGET, w] = 400.0
     return SimpleNamespace(model=net, unit=w)
 
 
 @pytest.fixture(scope="session")
-def baseline_planted(baseline_clean_model: TinyNet) -> SimpleNamespace:
-    return plant(baseline_clean_model)
+def baseline_planted(baseline_clean_model: TinyNet, baseline_data: SimpleNamespace) -> SimpleNamespace:
+    return plant(baseline_clean_model, baseline_data.x_train)

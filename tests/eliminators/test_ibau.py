@@ -85,7 +85,7 @@ def test_ibau_reduces_the_planted_asr(baseline_poisoned, baseline_data):
 
 
 @pytest.mark.parametrize("kw", [{"rounds": -1}, {"K": -1}, {"lr": 0}, {"norm_bound": 0}, {"pert_lr": 0},
-                                {"inner_lr": -1}, {"reg": -1}, {"perturbed_share": 0}, {"solver": "newton"},
+                                {"inner_lr": -1}, {"reg": -1}, {"perturbed_share": 0}, {"solver": "newton"}, {"pert_passes": 0},
                                 {"epochs_per_round": 0}])
 def test_ibau_rejects_bad_parameters(kw):
     with pytest.raises(ValueError):

@@ -75,7 +75,7 @@ def test_ibau_reduces_the_planted_asr(baseline_poisoned, baseline_data):
     d = baseline_data
     before = {k: v.clone() for k, v in baseline_poisoned.state_dict().items()}
     asr0 = d.asr(baseline_poisoned, d.x_test, d.y_test)
-    el = IBAU(rounds=3, epochs_per_round=3, device="cpu")
+    el = IBAU(rounds=3, min_steps=6, device="cpu")
     fixed = el.repair(baseline_poisoned, d.clean)
     assert fixed is not baseline_poisoned
     assert all(torch.equal(v, before[k]) for k, v in baseline_poisoned.state_dict().items())
@@ -85,8 +85,13 @@ def test_ibau_reduces_the_planted_asr(baseline_poisoned, baseline_data):
 
 
 @pytest.mark.parametrize("kw", [{"rounds": -1}, {"K": -1}, {"lr": 0}, {"norm_bound": 0}, {"pert_lr": 0},
-                                {"inner_lr": -1}, {"reg": -1}, {"perturbed_share": 0}, {"solver": "newton"}, {"pert_passes": 0},
-                                {"epochs_per_round": 0}])
+                                {"inner_lr": -1}, {"reg": -1}, {"perturbed_share": 0}, {"solver": "newton"}, {"min_steps": 0},
+                                {"min_steps": -1}])
 def test_ibau_rejects_bad_parameters(kw):
     with pytest.raises(ValueError):
         IBAU(**kw)
+
+
+def test_passes_per_round_scale_with_the_clean_set():
+    el = IBAU(batch_size=100, min_steps=10)
+    assert el.passes_for(200) == 5 and el.passes_for(120) == 5 and el.passes_for(5000) == 1

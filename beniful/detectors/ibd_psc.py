@@ -4,7 +4,8 @@ Idea: multiplying the affine parameters (gamma, beta) of the last BatchNorm laye
 omega > 1 ruins the model on benign inputs, while the backdoor path keeps its confident target
 prediction on triggered inputs.
 
-Implemented method (paper Section 4, Algorithm 1 and Eq. for PSC):
+Implemented method (the paper's PSC value and its adaptive BN-layer selection; the selection is
+``prob_start`` in the authors' release in BackdoorBox):
 
 1. Adaptive layer selection on clean data: with L affine BN layers (in registration order, which is
    forward order for sequential models), find the smallest k in 1..L-1 such that amplifying the

@@ -10,7 +10,7 @@ Implemented statistic (paper Definition 1, "scaled prediction consistency")::
 
 with C the predicted label. Higher SPC = more likely triggered, so the score is SPC itself.
 
-Data-limited variant (paper Section 3.3): the defender holds a few benign samples and normalises
+Data-limited variant (the paper's "data-limited" setting): the defender holds a few benign samples and normalises
 SPC with their statistics before thresholding. ``normalize`` selects how:
 
 - ``"none"`` (default): the data-free SPC of Definition 1.

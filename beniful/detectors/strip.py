@@ -11,8 +11,8 @@ normalised entropy is ``H = (1/N) sum_n H_n``. STRIP flags low ``H``; our contin
 
 Defaults and their sources:
 
-- ``n_overlays = 100``: N in the paper's experiments (also the default of the reference
-  re-implementations); METHOD.md lists STRIP at 20-100 passes per input.
+- ``n_overlays = 100``: N in the paper's experiments and the default of public
+  re-implementations; METHOD.md lists STRIP at 20-100 passes per input.
 - ``alpha = beta = 1.0``: the superimposition of the authors' release is OpenCV's
   ``addWeighted(background, 1, overlay, 1, 0)``, i.e. a plain sum, saturated to the valid range;
   we clip to [0, 1] as the PyTorch ports do.

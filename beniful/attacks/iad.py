@@ -81,18 +81,19 @@ def _derangement(n: int, generator: torch.Generator | None, device: torch.device
 class IAD(Attack):
     """Input-Aware Dynamic attack. Defaults: the paper's (mask density 0.032, lambda_div 1,
     lambda_norm 100, backdoor and cross probability 0.1, Adam lr 0.01 with betas (0.5, 0.9),
-    25 mask pre-training epochs); ``gen_width`` and ``mask_sharpness`` are our own choices."""
+    25 mask pre-training epochs); ``gen_width``, ``mask_sharpness`` and ``gen_lr_decay`` (per-epoch
+    decay of the generator's learning rate; 1 = constant) are our own choices."""
 
     name = "iad"
     trainable = True
     #: bumped whenever the generators or the training procedure change; part of the cache key,
     #: so models trained by older code are never served from the cache
-    VERSION = 1
+    VERSION = 2
 
     def __init__(self, target: int = 0, rate: float = 0.1, seed: int = 0, cross_rate: float = 0.1,
                  mask_density: float = 0.032, lambda_div: float = 1.0, lambda_norm: float = 100.0,
-                 mask_epochs: int = 25, gen_lr: float = 0.01, gen_width: int = 16, mask_sharpness: float = 10.0,
-                 batch_size: int = 128) -> None:
+                 mask_epochs: int = 25, gen_lr: float = 0.01, gen_lr_decay: float = 1.0, gen_width: int = 16,
+                 mask_sharpness: float = 10.0, batch_size: int = 128) -> None:
         super().__init__(target, rate, seed)
         self.cross_rate = check_fraction(cross_rate, "cross_rate", low_open=False, high_open=True)
         if self.rate + self.cross_rate >= 1:
@@ -107,10 +108,14 @@ class IAD(Attack):
                                  f"integer, got {v!r}")
         if not isinstance(gen_lr, (int, float)) or not gen_lr > 0:
             raise ValueError(f"gen_lr must be positive, got {gen_lr!r}")
+        if not isinstance(gen_lr_decay, (int, float)) or not 0 < gen_lr_decay <= 1:
+            raise ValueError(f"gen_lr_decay must be in (0, 1], got {gen_lr_decay!r}")
         if not isinstance(mask_sharpness, (int, float)) or not mask_sharpness > 0:
             raise ValueError(f"mask_sharpness must be positive, got {mask_sharpness!r}")
         self.lambda_div, self.lambda_norm = float(lambda_div), float(lambda_norm)
         self.mask_epochs, self.gen_lr, self.gen_width = mask_epochs, float(gen_lr), gen_width
+        self.gen_lr_decay = float(gen_lr_decay)
+        self.epochs_done = 0  # joint-training epochs so far (sets the decayed learning rate)
         self.mask_sharpness, self.batch_size = float(mask_sharpness), batch_size
         self.mask_net: TriggerNet | None = None
         self.pattern_net: TriggerNet | None = None
@@ -118,7 +123,7 @@ class IAD(Attack):
 
     def params(self) -> dict:
         return {"version": self.VERSION, "cross_rate": self.cross_rate, "mask_density": self.mask_density, "lambda_div": self.lambda_div,
-                "lambda_norm": self.lambda_norm, "mask_epochs": self.mask_epochs, "gen_lr": self.gen_lr,
+                "lambda_norm": self.lambda_norm, "mask_epochs": self.mask_epochs, "gen_lr": self.gen_lr, "gen_lr_decay": self.gen_lr_decay,
                 "gen_width": self.gen_width, "mask_sharpness": self.mask_sharpness, "batch_size": self.batch_size}
 
     # ------------------------------------------------------------------ networks
@@ -137,8 +142,12 @@ class IAD(Attack):
         self.pattern_net.eval()
         self._opt = self._new_optimizer(self.pattern_net.parameters())
 
-    def _new_optimizer(self, params) -> torch.optim.Adam:
-        return torch.optim.Adam(params, lr=self.gen_lr, betas=(0.5, 0.9))
+    def _new_optimizer(self, params, lr: float | None = None) -> torch.optim.Adam:
+        return torch.optim.Adam(params, lr=self.gen_lr if lr is None else lr, betas=(0.5, 0.9))
+
+    def current_lr(self) -> float:
+        """Pattern-generator learning rate after ``epochs_done`` epochs: ``gen_lr * gen_lr_decay ** epochs``."""
+        return self.gen_lr * self.gen_lr_decay ** self.epochs_done
 
     def _require_nets(self) -> tuple[TriggerNet, TriggerNet]:
         if self.mask_net is None or self.pattern_net is None:
@@ -253,6 +262,18 @@ class IAD(Attack):
         if self._opt is not None and any(p.grad is not None for p in self.parameters()):
             self._opt.step()
 
+    def end_epoch(self, epoch: int) -> None:
+        """Decay the pattern generator's learning rate once per epoch.
+
+        The classifier's cosine schedule ends near zero; a generator still moving at full speed
+        then changes the trigger faster than the classifier can follow, and the backdoor fades in
+        the last epochs. ``gen_lr_decay < 1`` lets the trigger settle with the classifier.
+        """
+        self.epochs_done += 1
+        if self._opt is not None:
+            for group in self._opt.param_groups:
+                group["lr"] = self.current_lr()
+
     def train_mode(self, training: bool) -> None:
         if self.pattern_net is not None:
             self.pattern_net.train(training)
@@ -262,7 +283,8 @@ class IAD(Attack):
         """Both generators, the image shape and the pattern optimiser's moments (flat, safetensors-ready)."""
         if self.mask_net is None or self.pattern_net is None or self._shape is None:
             return {}
-        out = {"shape": torch.tensor(self._shape, dtype=torch.long)}
+        out = {"shape": torch.tensor(self._shape, dtype=torch.long),
+               "epochs_done": torch.tensor(self.epochs_done, dtype=torch.long)}
         out.update({f"mask.{k}": v.detach() for k, v in self.mask_net.state_dict().items()})
         out.update({f"pattern.{k}": v.detach() for k, v in self.pattern_net.state_dict().items()})
         if self._opt is not None:
@@ -290,6 +312,7 @@ class IAD(Attack):
             if k.startswith("opt."):
                 _, i, name = k.split(".", 2)
                 opt_state.setdefault(int(i), {})[name] = v
-        self._opt = self._new_optimizer(g.parameters())
+        self.epochs_done = int(state["epochs_done"]) if "epochs_done" in state else 0
+        self._opt = self._new_optimizer(g.parameters(), self.current_lr())
         if opt_state:
             self._opt.load_state_dict({"state": opt_state, "param_groups": self._opt.state_dict()["param_groups"]})

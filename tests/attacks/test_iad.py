@@ -125,15 +125,30 @@ def test_state_dict_round_trip_through_safetensors(tmp_path):
 
 def test_resumed_training_matches_uninterrupted():
     x, y = _data()
-    a = _iad()
+    a = _iad(gen_lr_decay=0.5)
     a.setup(x.shape[1:])
     _train_steps(a, x, y, 2)
-    b = _iad()
+    a.end_epoch(0)
+    b = _iad(gen_lr_decay=0.5)
     b.load_state_dict({k: v.clone() for k, v in a.state_dict().items()})
     _train_steps(a, x, y, 2, seed=5)
     _train_steps(b, x, y, 2, seed=5)
+    assert b.current_lr() == a.current_lr() == 0.005
     for p, q in zip(a.parameters(), b.parameters()):
         torch.testing.assert_close(p, q, rtol=0, atol=0)
+
+
+def test_generator_learning_rate_decays_per_epoch():
+    atk = _iad(gen_lr=0.02, gen_lr_decay=0.5)
+    atk.setup((1, 12, 12))
+    for epoch in range(3):
+        atk.end_epoch(epoch)
+    assert atk._opt.param_groups[0]["lr"] == pytest.approx(0.0025)
+    assert int(atk.state_dict()["epochs_done"]) == 3
+    const = _iad()
+    const.setup((1, 12, 12))
+    const.end_epoch(0)
+    assert const._opt.param_groups[0]["lr"] == 0.01
 
 
 def test_bad_state_rejected():
@@ -149,7 +164,8 @@ def test_bad_state_rejected():
 @pytest.mark.parametrize("kw,msg", [
     ({"cross_rate": -0.1}, "cross_rate"), ({"rate": 0.5, "cross_rate": 0.5}, "rate \\+ cross_rate"),
     ({"mask_density": 0}, "mask_density"), ({"gen_width": 0}, "gen_width"), ({"lambda_div": -1}, "lambda_div"),
-    ({"mask_epochs": -1}, "mask_epochs"), ({"gen_lr": 0}, "gen_lr"), ({"mask_sharpness": 0}, "mask_sharpness"),
+    ({"mask_epochs": -1}, "mask_epochs"), ({"gen_lr": 0}, "gen_lr"), ({"gen_lr_decay": 0}, "gen_lr_decay"),
+    ({"gen_lr_decay": 1.5}, "gen_lr_decay"), ({"mask_sharpness": 0}, "mask_sharpness"),
 ])
 def test_bad_parameters(kw, msg):
     with pytest.raises(ValueError, match=msg):

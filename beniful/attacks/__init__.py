@@ -3,12 +3,7 @@ from __future__ import annotations
 
 from .base import Attack
 from .registry import ATTACKS
-from . import badnets, blended, sig, wanet  # noqa: F401  (register)
-
-try:  # IAD is added in its own module
-    from . import iad  # noqa: F401
-except ImportError:  # pragma: no cover
-    pass
+from . import badnets, blended, iad, sig, wanet  # noqa: F401  (register)
 
 
 def build(name: str, **kwargs) -> Attack:

@@ -32,7 +32,8 @@ __all__ = ["base_parser", "setup", "device_name", "sync", "timed", "median", "ro
 def base_parser(description: str) -> argparse.ArgumentParser:
     """Options every benchmark takes (issue 6): profile, dataset, device, repeats, quick."""
     p = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--profile", default="quick", help=f"one of {', '.join(profiles.available())}")
+    p.add_argument("--profile", default=None,
+                   help=f"one of {', '.join(profiles.available())} (default: quick)")
     p.add_argument("--dataset", default=None, help="dataset name (default: the profile's)")
     p.add_argument("--device", default="auto", help="'auto', 'cpu' or 'cuda[:N]'")
     p.add_argument("--repeats", type=int, default=3, help="timed repeats per method (median reported)")
@@ -53,7 +54,7 @@ class Setup:
         if args.repeats < 1:
             raise ValueError(f"--repeats must be >= 1, got {args.repeats}")
         self.args = args
-        self.profile = profiles.get(args.profile)
+        self.profile = profiles.get(args.profile or "quick")
         self.dataset = check_name(args.dataset or self.profile.default_dataset)
         self.device = resolve_device(args.device)
         threads = args.threads if args.threads is not None else (1 if self.device.type == "cpu" else 0)

@@ -1,7 +1,8 @@
 """Detection throughput: plain inference vs every registered detector's ``score()`` (issue 6, table5).
 
-Same model (the profile's BadNets zoo model), same inputs (a seeded sample of the natural mix),
-same batch (256), same device. For each method: images/s (median over interleaved repeats),
+Same model (the profile's BadNets zoo model), same inputs (one batch of 256 from a seeded sample of
+the natural mix), same device. For each method: images/s (median over interleaved repeats; a
+fast method is re-run within a repeat until ``--min-time`` has passed),
 its ratio to plain inference, the forward passes per input it declares, and the passes actually
 counted by hooks on the model's first and last parameterised layers.
 
@@ -45,7 +46,10 @@ def parser():
     p = base_parser(__doc__.split("\n")[0])
     p.add_argument("--attack", default="badnets", help="which zoo model to load")
     p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--n", type=int, default=None, help="images scored per repeat (default 512; --quick: 256)")
+    p.add_argument("--n", type=int, default=256, help="images scored per call (default: one batch)")
+    p.add_argument("--min-time", type=float, default=None,
+                   help="seconds: a fast method is called repeatedly until this much time has passed, per "
+                        "repeat, so its timing is not a single short, noisy call (default 3; --quick: 0)")
     p.add_argument("--detectors", default=None, help="comma list (default: every registered detector)")
     p.add_argument("--param", action="append", default=[], metavar="METHOD.KEY=VALUE",
                    help="detector keyword override, repeatable")
@@ -88,6 +92,15 @@ def plain_inference(model: nn.Module, x: Tensor, batch_size: int, device: torch.
     return torch.cat([model(x[s].to(device)).float().cpu() for s in batches(len(x), batch_size)])
 
 
+def time_per_call(fn: Callable[[], Any], device: torch.device, min_time: float) -> float:
+    """Seconds per call of ``fn``, calling it again until ``min_time`` seconds have passed."""
+    total, calls = 0.0, 0
+    while calls == 0 or total < min_time:
+        total += timed(fn, device)[0]
+        calls += 1
+    return total / calls
+
+
 def bench_inputs(tm: TrainedModel, n: int, seed: int) -> Tensor:
     """A seeded sample of ``n`` images from the natural mix (clean test + triggered non-target)."""
     x_clean, x_trig = natural_mix(tm)
@@ -103,7 +116,10 @@ def main(argv: Sequence[str] | None = None, tm: TrainedModel | None = None) -> p
     """Run the benchmark; ``tm`` replaces the zoo model (tests pass a tiny one)."""
     args = parser().parse_args(argv)
     st = setup(args)
-    n = args.n or (256 if args.quick else 512)
+    n = args.n
+    if n < 1:
+        raise ValueError(f"--n must be >= 1, got {n}")
+    min_time = args.min_time if args.min_time is not None else (0.0 if args.quick else 3.0)
     bs = args.batch_size
     params = parse_params(args.param)
     names = select(args.detectors, detectors.available(), "detector")
@@ -135,9 +151,9 @@ def main(argv: Sequence[str] | None = None, tm: TrainedModel | None = None) -> p
             errors[name] = f"{type(exc).__name__}: {exc}"
             print(f"  ! {name} failed to build/fit:\n{traceback.format_exc()}", file=sys.stderr)
 
-    # passes per input counted on one batch (doubles as every method's warm-up)
+    # passes per input counted on a few images (doubles as every method's warm-up)
     measured: dict[str, tuple[float, float]] = {}
-    xb = x[:bs]
+    xb = x[:min(bs, 16)]
     for name in list(runners):
         c = counters[name]
         c.reset()
@@ -156,7 +172,8 @@ def main(argv: Sequence[str] | None = None, tm: TrainedModel | None = None) -> p
             if name in errors:
                 continue
             try:
-                secs[name].append(timed(lambda: runners[name](x), st.device)[0])
+                secs[name].append(time_per_call(lambda: runners[name](x), st.device, min_time))
+                print(f"  repeat {r + 1}/{st.repeats} {name}: {n / secs[name][-1]:,.1f} images/s", flush=True)
             except Exception as exc:
                 errors[name] = f"{type(exc).__name__}: {exc}"
                 print(f"  ! {name} failed while timed: {exc}", file=sys.stderr)
@@ -169,6 +186,7 @@ def main(argv: Sequence[str] | None = None, tm: TrainedModel | None = None) -> p
         ips = n / s if s == s and s > 0 else float("nan")
         first, last = measured.get(name, (float("nan"), float("nan")))
         rows.append({**st.columns(), "attack": tm.attack_name, "detector": name, "batch_size": bs, "n_images": n,
+                     "min_time": min_time,
                      "seconds": s, "images_per_second": ips, "ratio_vs_plain": ips / base_ips,
                      "forward_passes": info.get(name, {}).get("forward_passes", float("nan")),
                      "measured_passes_first_layer": first, "measured_passes_last_layer": last,

@@ -86,6 +86,7 @@ def main(argv: Sequence[str] | None = None, tm: TrainedModel | None = None) -> p
                 elim = eliminators.build(name, **kwargs(name))
                 t, fixed = timed(lambda: elim.repair(model, clean, pool=x_pool), st.device)
                 secs[name].append(t)
+                print(f"  repeat {r + 1}/{st.repeats} {name}: {t:.1f} s", flush=True)
                 inner[name].append(elim.wall_seconds)
                 last[name] = (elim, fixed)
             except Exception as exc:  # an eliminator still being written must not stop the others

@@ -10,10 +10,12 @@ the profile uses it). They differ only in the machinery:
   ToDtype) one sample at a time, a shuffling ``DataLoader`` (``--workers`` processes), fp32.
 
 Images/s is measured per epoch; the first epoch of each run (allocator warm-up, compilation) is
-left out when a run has more than one epoch.
+left out when a run has more than one epoch. ``data_images_per_second`` times each path's data work
+alone (batches produced on the device, no model) for one epoch: on a CPU the model's compute hides
+the pipeline, so this column shows what the machinery itself costs.
 
     python benchmarks/bench_training.py [--profile quick] [--device cpu] [--repeats 3] [--quick]
-    python benchmarks/bench_training.py --synthetic cifar10 --device cuda --profile paper   # GPU epoch
+    python benchmarks/bench_training.py --synthetic cifar10 --device cuda [--compile]   # paper-profile GPU epoch
 """
 from __future__ import annotations
 
@@ -36,7 +38,8 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
 from beniful import datasets, models
-from beniful.training import TrainConfig, make_optimizer, train_classifier
+from beniful.training import TrainConfig, augment, make_optimizer, train_classifier
+from beniful.utils import batches
 
 from benchmarks._common import base_parser, median, print_table, rotate, save, setup, sync
 
@@ -50,7 +53,8 @@ def parser():
     p = base_parser(__doc__.split("\n")[0])
     p.add_argument("--synthetic", default=None, metavar="DATASET",
                    help="time on random uint8 tensors of DATASET's shape and training-set size "
-                        f"({', '.join(f'{k}: {v}' for k, v in TRAIN_SIZES.items())}) instead of the real data")
+                        f"({', '.join(f'{k}: {v}' for k, v in TRAIN_SIZES.items())}) instead of the real data; "
+                        "the profile then defaults to 'paper'")
     p.add_argument("--width", type=int, default=None,
                    help="model width (default: the profile's; 64 = standard PreAct-ResNet-18 with --synthetic)")
     p.add_argument("--n", type=int, default=None, help="use only the first N training images (--quick: 512)")
@@ -126,6 +130,37 @@ def train_fast(model: nn.Module, x: Tensor, y: Tensor, cfg: TrainConfig, device:
     return [b - a for a, b in zip(edges, edges[1:])]
 
 
+def data_epoch_plain(x: Tensor, y: Tensor, cfg: TrainConfig, device: torch.device, workers: int, seed: int) -> float:
+    """Seconds to produce one epoch of augmented batches on ``device`` with the plain loader (no model)."""
+    ds = TransformDataset(x, y, plain_transform(cfg, tuple(x.shape[2:])))
+    loader = DataLoader(ds, batch_size=cfg.batch_size, shuffle=True, num_workers=workers,
+                        generator=torch.Generator().manual_seed(seed), pin_memory=device.type == "cuda")
+    sync(device)
+    t0 = time.perf_counter()
+    for xb, yb in loader:
+        xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
+    sync(device)
+    return time.perf_counter() - t0
+
+
+def data_epoch_fast(x: Tensor, y: Tensor, cfg: TrainConfig, device: torch.device, seed: int) -> float:
+    """Seconds for the fast path's per-batch data work over one epoch (the same steps as
+    ``train_classifier``: index the resident uint8 tensor, scale, crop/flip on the device)."""
+    xs, ys = x.to(device), y.to(device)
+    g = torch.Generator(device=device).manual_seed(seed)
+    sync(device)
+    t0 = time.perf_counter()
+    perm = torch.randperm(len(ys), generator=g, device=device)
+    for s in batches(len(ys), cfg.batch_size):
+        idx = perm[s]
+        xb = augment(xs[idx].float() / 255, cfg.crop_padding, cfg.hflip, g)
+        yb = ys[idx]
+        if device.type == "cuda" and cfg.channels_last:
+            xb = xb.contiguous(memory_format=torch.channels_last)
+    sync(device)
+    return time.perf_counter() - t0
+
+
 def load_data(name: str, synthetic: bool, n: int | None, seed: int) -> tuple[Tensor, Tensor, int]:
     """(uint8 images, labels, number of classes): the real training set or random stand-ins."""
     info = datasets.INFO[name]
@@ -146,6 +181,8 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     args = parser().parse_args(argv)
     if args.synthetic:
         args.dataset = args.synthetic
+        if args.profile is None:  # the synthetic epoch stands in for the paper profile's GPU run
+            args.profile = "paper"
     st = setup(args)
     paths = [p.strip() for p in args.paths.split(",") if p.strip()]
     bad = [p for p in paths if p not in ("fast", "plain")]
@@ -172,6 +209,7 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
 
     label = {"fast": "fast", "plain": f"plain_dataloader_w{args.workers}"}
     epoch_secs: dict[str, list[float]] = {p: [] for p in paths}
+    data_secs: dict[str, list[float]] = {p: [] for p in paths}
     errors: dict[str, str] = {}
     for r in range(st.repeats):
         for path in rotate(paths, r):
@@ -179,6 +217,10 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
                 continue
             model = copy.deepcopy(init)
             try:
+                if path == "fast":
+                    data_secs[path].append(data_epoch_fast(x, y, cfg, st.device, args.seed + r))
+                else:
+                    data_secs[path].append(data_epoch_plain(x, y, cfg, st.device, args.workers, args.seed + r))
                 if path == "fast":
                     t = train_fast(model, x, y, cfg, st.device, args.seed + r)
                 else:
@@ -202,6 +244,8 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
                      "epochs_per_run": epochs, "timed_epochs": len(epoch_secs[path]), "seconds_per_epoch": s,
                      "images_per_second": ips,
                      "minutes_100_epochs_full_size": 100 * full / ips / 60 if ips == ips else float("nan"),
+                     "data_seconds_per_epoch": median(data_secs[path]),
+                     "data_images_per_second": len(y) / median(data_secs[path]) if data_secs[path] else float("nan"),
                      "amp": cfg.amp and path == "fast" and st.device.type == "cuda",
                      "channels_last": cfg.channels_last and path == "fast" and st.device.type == "cuda",
                      "compile": cfg.compile and path == "fast" and st.device.type == "cuda",
@@ -211,8 +255,10 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     base = float(plain_ips.iloc[0]) if len(plain_ips) else float("nan")
     df.insert(df.columns.get_loc("images_per_second") + 1, "ratio_vs_plain", df["images_per_second"] / base)
     print()
+    df["data_ratio_vs_plain"] = df["data_images_per_second"] / (
+        float(df.loc[df["path"] == label["plain"], "data_images_per_second"].iloc[0]) if "plain" in paths else float("nan"))
     print_table(df, ["path", "images_per_second", "ratio_vs_plain", "seconds_per_epoch", "timed_epochs",
-                     "minutes_100_epochs_full_size", "error"])
+                     "minutes_100_epochs_full_size", "data_images_per_second", "data_ratio_vs_plain", "error"])
     if "fast" in paths and st.device.type == "cuda" and st.dataset == "cifar10" and width == 64:
         m = float(df.loc[df["path"] == "fast", "minutes_100_epochs_full_size"].iloc[0])
         ok = m <= GPU_MINUTES_FOR_100_EPOCHS

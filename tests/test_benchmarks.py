@@ -35,7 +35,8 @@ ELIMINATION_COLUMNS = {"profile", "dataset", "device", "device_name", "attack", 
                        "ratio_vs_ft", "acc", "asr", "acc_before", "asr_before", "error", "beniful_version"}
 TRAINING_COLUMNS = {"profile", "dataset", "device", "device_name", "data_source", "path", "width", "batch_size",
                     "n_images", "seconds_per_epoch", "images_per_second", "ratio_vs_plain",
-                    "minutes_100_epochs_full_size", "workers", "error", "beniful_version"}
+                    "minutes_100_epochs_full_size", "data_images_per_second", "data_ratio_vs_plain", "workers", "error",
+                    "beniful_version"}
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +60,8 @@ def _common_args(tmp_path: Path) -> list[str]:
     return ["--quick", "--device", "cpu", "--results-dir", str(tmp_path)]
 
 
-def _read(tmp_path: Path, dataset: str, name: str) -> pd.DataFrame:
-    path = tmp_path / "quick" / dataset / f"{name}.csv"
+def _read(tmp_path: Path, dataset: str, name: str, profile: str = "quick") -> pd.DataFrame:
+    path = tmp_path / profile / dataset / f"{name}.csv"
     assert path.is_file(), f"{path} not written"
     df = pd.read_csv(path)
     df["error"] = ["" if pd.isna(v) else str(v) for v in df["error"]]
@@ -91,7 +92,7 @@ def test_bench_detection_counts_passes_and_records_errors(tiny_tm, tmp_path, mon
     fakes = {"three_pass": _ThreePass, "broken": _Broken}
     monkeypatch.setattr(detectors, "available", lambda: sorted(fakes))
     monkeypatch.setattr(detectors, "build", lambda name, **kw: fakes[name](**kw))
-    df = bench_detection.main(_common_args(tmp_path) + ["--n", "48", "--batch-size", "16"], tm=tiny_tm)
+    df = bench_detection.main(_common_args(tmp_path) + ["--n", "48", "--batch-size", "16", "--min-time", "0.05"], tm=tiny_tm)
     csv = _read(tmp_path, "mnist5k", "bench_detection")
     assert DETECTION_COLUMNS <= set(csv.columns)
     assert list(csv["detector"]) == ["plain", "broken", "three_pass"]
@@ -163,7 +164,7 @@ def test_bench_elimination_runs_every_registered_eliminator(tiny_tm, tmp_path) -
 def test_bench_training_synthetic_smoke(tmp_path) -> None:
     df = bench_training.main(_common_args(tmp_path) + ["--synthetic", "cifar10", "--n", "48", "--width", "2",
                                                        "--epochs", "2", "--batch-size", "16"])
-    csv = _read(tmp_path, "cifar10", "bench_training")
+    csv = _read(tmp_path, "cifar10", "bench_training", profile="paper")  # --synthetic defaults to paper
     assert TRAINING_COLUMNS <= set(csv.columns)
     assert list(csv["path"]) == ["fast", "plain_dataloader_w0"]
     assert (csv["data_source"] == "synthetic").all() and (csv["n_images"] == 48).all()

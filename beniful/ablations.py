@@ -1,0 +1,246 @@
+"""Ablations and diagnostics of BeniFul (table4, fig2, fig3, fig4), each returning a tidy DataFrame.
+
+Every function takes one or more :class:`~beniful.zoo.TrainedModel` (from ``zoo.get``) and returns
+one row per measurement, with the columns of :func:`beniful.evaluation.detection_row` /
+:func:`~beniful.evaluation.elimination_row` plus the varied parameter. Detection numbers come from
+continuous scores on the natural mix; elimination numbers from the evaluation half of the test set
+(``split="test"``) or, for choosing defaults, from the validation split below (``split="validation"``),
+which never touches the evaluation half.
+
+Where a sweep varies only how the score is read (signal), one fitted detector serves all rows;
+where it varies the eliminator's loss (form, lambda), one fitted detector is shared by all repairs
+of the same model, so the sweep costs one VAE fit per model.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any, Iterable, Sequence
+
+import pandas as pd
+import torch
+from torch import Tensor
+
+from .datasets import ImageDataset, stratified_split
+from .detectors.beniful import SIGNALS, BeniFulDetector
+from .eliminators.beniful import FORMS, BeniFulEliminator
+from .evaluation import _base_row, elimination_split, incoming_pool, natural_mix
+from .metrics import auroc, tpr_at_fpr
+from .training import evaluate
+from .utils import check_fraction
+from .zoo import TrainedModel
+
+__all__ = ["elimination_validation_split", "elimination_validation_row", "detection_by_signal",
+           "detection_by_layer", "detection_by_clean_fraction", "elimination_by_form",
+           "elimination_by_clean_fraction", "backdoor_consistency", "signal_distributions"]
+
+LAYERS = ("layer1", "layer2", "layer3", "layer4")
+
+
+def _as_list(tms: TrainedModel | Iterable[TrainedModel]) -> list[TrainedModel]:
+    return [tms] if isinstance(tms, TrainedModel) else list(tms)
+
+
+def _detection_metrics(s_clean: Tensor, s_trig: Tensor, threshold: float) -> dict[str, float]:
+    return {"auroc": auroc(s_clean, s_trig), "tpr_at_5fpr": tpr_at_fpr(s_clean, s_trig, 0.05),
+            "flag_rate_clean": float((s_clean > threshold).float().mean()),
+            "flag_rate_triggered": float((s_trig > threshold).float().mean())}
+
+
+# ---------------------------------------------------------------------------------- validation split
+def elimination_validation_split(tm: TrainedModel) -> tuple[ImageDataset, ImageDataset]:
+    """(validation pool, validation evaluation): the incoming-pool half of the test set cut in two.
+
+    The evaluation half of :func:`beniful.evaluation.elimination_split` is never part of it, so
+    defaults chosen here are not tuned on the numbers the tables report.
+    """
+    pool_half, _ = elimination_split(tm.test, tm.seed)
+    a, b = stratified_split(pool_half.targets, 0.5, tm.seed + 2971)
+    return pool_half.subset(a), pool_half.subset(b)
+
+
+def elimination_validation_row(tm: TrainedModel, eliminator: BeniFulEliminator | Any, clean: Any = None,
+                               **kwargs: Any) -> dict[str, Any]:
+    """Like :func:`~beniful.evaluation.elimination_row`, on the validation split: repair with the
+    clean data + an incoming pool made from the validation pool, measure on the validation evaluation part."""
+    from . import eliminators as eliminators_mod
+
+    elim = eliminators_mod.build(eliminator, seed=tm.seed, **kwargs) if isinstance(eliminator, str) else eliminator
+    pool_ds, eval_ds = elimination_validation_split(tm)
+    x_pool, is_trig = incoming_pool(tm, pool_ds)
+    x_eval, y_eval = eval_ds.tensors()
+    before = evaluate(tm.model, x_eval, y_eval, tm.attack)
+    fixed = elim.repair(tm.model, tm.clean_data() if clean is None else clean, pool=x_pool)
+    after = evaluate(fixed, x_eval, y_eval, tm.attack)
+    row = {**_base_row(tm), "split": "validation", "eliminator": elim.name, "acc": after["acc"],
+           "asr": after["asr"], "acc_before": before["acc"], "asr_before": before["asr"],
+           "wall_seconds": elim.wall_seconds}
+    row.update(_suspicious_stats(elim, is_trig))
+    return row
+
+
+def _suspicious_stats(elim: Any, is_trig: Tensor) -> dict[str, Any]:
+    mask = getattr(elim, "suspicious_mask", None)
+    if mask is None:
+        return {}
+    return {"n_suspicious": int(mask.sum()), "suspicious_precision": float(is_trig[mask].float().mean())
+            if mask.any() else float("nan"),
+            "suspicious_recall": float(mask[is_trig].float().mean()) if is_trig.any() else float("nan")}
+
+
+def _test_row(tm: TrainedModel, elim: BeniFulEliminator, clean: Any = None) -> dict[str, Any]:
+    pool_ds, eval_ds = elimination_split(tm.test, tm.seed)
+    x_pool, is_trig = incoming_pool(tm, pool_ds)
+    x_eval, y_eval = eval_ds.tensors()
+    before = evaluate(tm.model, x_eval, y_eval, tm.attack)
+    fixed = elim.repair(tm.model, tm.clean_data() if clean is None else clean, pool=x_pool)
+    after = evaluate(fixed, x_eval, y_eval, tm.attack)
+    row = {**_base_row(tm), "split": "test", "eliminator": elim.name, "acc": after["acc"], "asr": after["asr"],
+           "acc_before": before["acc"], "asr_before": before["asr"], "wall_seconds": elim.wall_seconds}
+    row.update(_suspicious_stats(elim, is_trig))
+    return row
+
+
+# ---------------------------------------------------------------------------------- detection
+def detection_by_signal(tms: TrainedModel | Iterable[TrainedModel], layer: str = "layer3",
+                        **detector_kwargs: Any) -> pd.DataFrame:
+    """AUROC / TPR@5%FPR / flag rates of r alone, c alone and both, from one fitted detector per model."""
+    rows = []
+    for tm in _as_list(tms):
+        det = BeniFulDetector(layer=layer, seed=tm.seed, **detector_kwargs).fit(tm.model, tm.clean_data())
+        x_clean, x_trig = natural_mix(tm)
+        sc, st = det.scores_by_signal(x_clean), det.scores_by_signal(x_trig)
+        for sig in SIGNALS:
+            rows.append({**_base_row(tm), "detector": "beniful", "layer": layer, "signal": sig,
+                         **_detection_metrics(sc[sig], st[sig], det.thresholds[sig])})
+    return pd.DataFrame(rows)
+
+
+def detection_by_layer(tms: TrainedModel | Iterable[TrainedModel], layers: Sequence[str] = LAYERS,
+                       **detector_kwargs: Any) -> pd.DataFrame:
+    """Detection (all three signals) with the VAE on each middle layer."""
+    frames = [detection_by_signal(tms, layer=layer, **detector_kwargs) for layer in layers]
+    return pd.concat(frames, ignore_index=True)
+
+
+def detection_by_clean_fraction(tms: TrainedModel | Iterable[TrainedModel],
+                                fractions: Sequence[float] = (0.01, 0.025, 0.05, 0.1),
+                                layer: str = "layer3", **detector_kwargs: Any) -> pd.DataFrame:
+    """Detection with the defender holding ``fraction`` of the training set as clean data."""
+    rows = []
+    for tm in _as_list(tms):
+        x_clean, x_trig = natural_mix(tm)
+        for frac in fractions:
+            check_fraction(frac, "clean fraction")
+            clean = tm.clean_data(fraction=frac)
+            det = BeniFulDetector(layer=layer, seed=tm.seed, **detector_kwargs).fit(tm.model, clean)
+            sc, st = det.scores_by_signal(x_clean), det.scores_by_signal(x_trig)
+            for sig in SIGNALS:
+                rows.append({**_base_row(tm), "detector": "beniful", "layer": layer, "signal": sig,
+                             "clean_fraction": frac, "n_clean": len(clean),
+                             **_detection_metrics(sc[sig], st[sig], det.thresholds[sig])})
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------------- elimination
+def elimination_by_form(tms: TrainedModel | Iterable[TrainedModel], forms: Sequence[str] = FORMS,
+                        lams: Sequence[float] = (0.1, 1.0, 10.0), split: str = "test", layer: str = "layer3",
+                        **eliminator_kwargs: Any) -> pd.DataFrame:
+    """ACC/ASR after BeniFul elimination for every (form, lambda); ``split="validation"`` measures on
+    the validation split (for choosing defaults), ``"test"`` on the evaluation half (for the table).
+    ``lam=0`` is plain fine-tuning with the same optimiser (a useful reference row)."""
+    if split not in ("test", "validation"):
+        raise ValueError(f"split must be 'test' or 'validation', got {split!r}")
+    rows = []
+    detector_kwargs = dict(eliminator_kwargs.pop("detector_kwargs", None) or {})
+    for tm in _as_list(tms):
+        det = BeniFulDetector(layer=layer, seed=tm.seed, **detector_kwargs).fit(tm.model, tm.clean_data())
+        for form in forms:
+            for lam in lams:
+                elim = BeniFulEliminator(layer=layer, form=form, lam=lam, seed=tm.seed, detector=det,
+                                         **eliminator_kwargs)
+                row = elimination_validation_row(tm, elim) if split == "validation" else _test_row(tm, elim)
+                rows.append({**row, "layer": layer, "form": form, "lam": lam})
+    return pd.DataFrame(rows)
+
+
+def elimination_by_clean_fraction(tms: TrainedModel | Iterable[TrainedModel],
+                                  fractions: Sequence[float] = (0.01, 0.025, 0.05, 0.1), split: str = "test",
+                                  **eliminator_kwargs: Any) -> pd.DataFrame:
+    """ACC/ASR after BeniFul elimination with ``fraction`` of the training set as clean data."""
+    rows = []
+    for tm in _as_list(tms):
+        for frac in fractions:
+            check_fraction(frac, "clean fraction")
+            clean = tm.clean_data(fraction=frac)
+            elim = BeniFulEliminator(seed=tm.seed, **eliminator_kwargs)
+            if split == "validation":
+                row = elimination_validation_row(tm, elim, clean=clean)
+            else:
+                row = _test_row(tm, elim, clean=clean)
+            rows.append({**row, "clean_fraction": frac, "n_clean": len(clean)})
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------------- fig2 / fig3
+def signal_distributions(tm: TrainedModel, layer: str = "layer3", **detector_kwargs: Any) -> pd.DataFrame:
+    """Per-input raw r, c and scores on the natural mix (one row per input; ``triggered`` 0/1) for
+    histograms and ROC curves (fig2)."""
+    det = BeniFulDetector(layer=layer, seed=tm.seed, **detector_kwargs).fit(tm.model, tm.clean_data())
+    x_clean, x_trig = natural_mix(tm)
+    frames = []
+    for lab, x in ((0, x_clean), (1, x_trig)):
+        sig = det.signals(x)
+        sc = det.scores_by_signal(x)
+        frames.append(pd.DataFrame({"r": sig["r"].numpy(), "c": sig["c"].numpy(),
+                                    **{f"score_{k}": v.numpy() for k, v in sc.items()}, "triggered": lab}))
+    df = pd.concat(frames, ignore_index=True)
+    for k, v in _base_row(tm).items():
+        df[k] = v
+    df["layer"] = layer
+    df["threshold_both"], df["threshold_r"], df["threshold_c"] = (det.thresholds[k] for k in SIGNALS)
+    return df
+
+
+def backdoor_consistency(tms: TrainedModel | Iterable[TrainedModel], clean_tm: TrainedModel | None = None,
+                         eliminate: bool = True, layer: str = "layer3", detector_kwargs: dict | None = None,
+                         **eliminator_kwargs: Any) -> pd.DataFrame:
+    """Flag rates of the detector on clean and triggered test inputs (fig3):
+
+    - ``model="backdoored"``: the detector fitted on each backdoored model;
+    - ``model="clean"``: fitted on ``clean_tm`` (a model trained without poison), flagging the same
+      attack's triggered inputs; Backdoor Consistency says these should stay near the FPR;
+    - ``model="repaired"`` (``eliminate=True``): a fresh detector fitted on the BeniFul-repaired model.
+    All rates, ACC and ASR are measured on the evaluation half of the test set (the repair sees the
+    other half as its incoming pool), so the three rows of one attack are comparable.
+    """
+    detector_kwargs = dict(detector_kwargs or {})
+    rows = []
+
+    def measure(model: Any, tm: TrainedModel, which: str, seed: int) -> dict[str, Any]:
+        t0 = time.time()
+        det = BeniFulDetector(layer=layer, seed=seed, **detector_kwargs).fit(model, tm.clean_data())
+        x_clean, x_trig = natural_mix(tm)
+        s_clean, s_trig = det.score(x_clean), det.score(x_trig)
+        x, y = tm.test.tensors()
+        m = evaluate(model, x, y, tm.attack)  # tm.test is the evaluation half here
+        return {**_base_row(tm), "model": which, "acc": m["acc"], "asr": m["asr"], "fpr_target": det.fpr,
+                "flag_rate_clean": float((s_clean > det.threshold).float().mean()),
+                "flag_rate_triggered": float((s_trig > det.threshold).float().mean()),
+                "auroc": auroc(s_clean, s_trig), "seconds": time.time() - t0}
+
+    for tm in _as_list(tms):
+        pool_ds, eval_ds = elimination_split(tm.test, tm.seed)
+        view = dataclasses.replace(tm, test=eval_ds)
+        rows.append(measure(tm.model, view, "backdoored", tm.seed))
+        if clean_tm is not None:
+            # the clean model judged on this attack's trigger: same data, no backdoor
+            cview = dataclasses.replace(clean_tm, attack=tm.attack, test=eval_ds)
+            row = measure(clean_tm.model, cview, "clean", clean_tm.seed)
+            rows.append({**row, "attack": tm.attack_name})
+        if eliminate:
+            x_pool, _ = incoming_pool(tm, pool_ds)
+            elim = BeniFulEliminator(layer=layer, seed=tm.seed, detector_kwargs=detector_kwargs, **eliminator_kwargs)
+            fixed = elim.repair(tm.model, tm.clean_data(), pool=x_pool)
+            rows.append(measure(fixed, view, "repaired", tm.seed))
+    return pd.DataFrame(rows)

@@ -1,0 +1,190 @@
+"""BeniFul backdoor input detection (BeniFul-BID; Li et al., 2024, arXiv 2410.14723, Part 1).
+
+Write the suspect classifier as ``f = g(h(x))`` with ``h`` the output of submodule ``layer``.
+
+1. Fit: a :class:`~beniful.vae.FeatureVAE` learns ``h(x)`` of the defender's clean data (the fit
+   part; the base class keeps the rest for calibration). The suspect model stays frozen.
+2. Two signals per input (METHOD.md section 2):
+   - reconstruction distance ``r(x) = mse(h(x), h_hat(x))`` with ``h_hat = Dec(mu(Enc(h(x))))``,
+     in channel-standardised feature units;
+   - inference consistency ``c(x) = KL(softmax f(x) || softmax g(h_hat(x)))`` (or the
+     cross-entropy of ``g(h_hat(x))`` at ``f``'s predicted class): a VAE that only saw benign
+     features cannot rebuild the trigger's feature, so on a triggered input the prediction from
+     the reconstruction leaves the backdoor's target class while ``f`` stays on it.
+3. Score: each signal is log-transformed and standardised with the median and inter-quartile range
+   of held-out clean inputs (the calibration part), and ``signal="both"`` adds them with weights
+   ``r_weight`` and ``c_weight``. ``signal="r"`` or ``"c"`` gives one signal alone (ablation).
+   The threshold at the target FPR is calibrated by the base class on the same held-out part.
+
+Cost: ``g(h_hat(x))`` is computed in the same forward pass as ``f(x)`` by doubling the batch inside
+a hook at ``layer`` (see :mod:`beniful.features`), so one input costs one front pass, two tail
+passes and one small VAE pass; ``forward_passes`` reports ``1 + tail share of the multiply-adds``
+(2 when the model needs the two-pass fallback).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .. import features
+from ..metrics import threshold_at_fpr
+from ..utils import batches, check_images, check_layer
+from ..vae import FeatureVAE, train_vae
+from .base import Detector
+from .registry import DETECTORS
+
+SIGNALS = ("both", "r", "c")
+CONSISTENCY = ("kl", "ce")
+_EPS = 1e-6
+
+
+@DETECTORS.register("beniful")
+class BeniFulDetector(Detector):
+    """VAE reconstruction distance + inference consistency on middle features."""
+
+    name = "beniful"
+    forward_passes = 1.0  # replaced at fit time by 1 + the measured tail share
+
+    def __init__(self, layer: str = "layer3", signal: str = "both", latent_dim: int = 32, beta: float = 1.0,
+                 vae_epochs: int = 100, vae_lr: float = 2e-3, vae_batch_size: int = 64,
+                 consistency: str = "kl", r_weight: float = 1.0, c_weight: float = 1.0,
+                 augment: int = 0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if not isinstance(layer, str) or not layer:
+            raise ValueError(f"layer must be a submodule name such as 'layer3', got {layer!r}")
+        if signal not in SIGNALS:
+            raise ValueError(f"unknown signal {signal!r}; valid signals: {', '.join(SIGNALS)}")
+        if consistency not in CONSISTENCY:
+            raise ValueError(f"unknown consistency {consistency!r}; valid: {', '.join(CONSISTENCY)}")
+        for nm, v in (("latent_dim", latent_dim), ("vae_epochs", vae_epochs), ("vae_batch_size", vae_batch_size)):
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"{nm} must be a positive integer, got {v!r}")
+        if not isinstance(augment, int) or augment < 0:
+            raise ValueError(f"augment must be a non-negative integer, got {augment!r}")
+        for nm, v in (("beta", beta), ("r_weight", r_weight), ("c_weight", c_weight)):
+            if not v >= 0:
+                raise ValueError(f"{nm} must be >= 0, got {v!r}")
+        if not vae_lr > 0:
+            raise ValueError(f"vae_lr must be positive, got {vae_lr!r}")
+        self.layer, self.signal, self.latent_dim, self.beta = layer, signal, latent_dim, float(beta)
+        self.vae_epochs, self.vae_lr, self.vae_batch_size = vae_epochs, float(vae_lr), vae_batch_size
+        self.consistency, self.r_weight, self.c_weight = consistency, float(r_weight), float(c_weight)
+        self.augment = augment
+        self.vae: FeatureVAE | None = None
+        self.vae_history: list[float] = []
+        self.batched = True
+        #: (median, scale) of log r and log c on held-out clean inputs
+        self.stats: dict[str, tuple[float, float]] = {}
+        self.thresholds: dict[str, float] = {}
+
+    def params(self) -> dict[str, Any]:
+        return {"layer": self.layer, "signal": self.signal, "latent_dim": self.latent_dim, "beta": self.beta,
+                "vae_epochs": self.vae_epochs, "consistency": self.consistency, "r_weight": self.r_weight,
+                "c_weight": self.c_weight, "augment": self.augment}
+
+    # ------------------------------------------------------------------ fit
+    @torch.no_grad()
+    def middle_features(self, x: Tensor) -> Tensor:
+        """``h(x)`` of the frozen suspect model, batched, on the detector's device."""
+        self._require_fit()
+        out = [features.extract(self.model, self.layer, x[s].to(self.device)) for s in batches(len(x), self.batch_size)]
+        return torch.cat(out)
+
+    def _augmented(self, x: Tensor) -> Tensor:
+        """``augment`` shifted copies of the clean images (random crop of a zero-padded image):
+        more benign feature maps for the VAE from the same few clean images."""
+        if self.augment == 0:
+            return x
+        g = torch.Generator().manual_seed(self.seed + 31)
+        n, _, h, w = x.shape
+        pad = max(1, round(min(h, w) / 14))
+        xp = F.pad(x, (pad,) * 4)
+        out = [x]
+        for _ in range(self.augment):
+            dy = torch.randint(0, 2 * pad + 1, (n,), generator=g)
+            dx = torch.randint(0, 2 * pad + 1, (n,), generator=g)
+            out.append(torch.stack([xp[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)]))
+        return torch.cat(out)
+
+    def _fit(self, x: Tensor, y: Tensor) -> None:
+        check_layer(self.model, self.layer)
+        feats = self.middle_features(self._augmented(x))
+        self.vae = FeatureVAE(tuple(feats.shape[1:]), self.latent_dim).to(self.device)
+        with torch.enable_grad():
+            self.vae_history = train_vae(self.vae, feats, epochs=self.vae_epochs, lr=self.vae_lr,
+                                         batch_size=self.vae_batch_size, beta=self.beta, seed=self.seed,
+                                         device=self.device, progress=self.progress)
+        self.vae.requires_grad_(False)
+        probe = x[: min(8, len(x))].to(self.device)
+        self.batched = features.batched_tail_ok(self.model, self.layer, probe, self.vae.reconstruct)
+        tail = features.tail_fraction(self.model, self.layer, probe)
+        self.forward_passes = 1.0 + tail if self.batched else 2.0
+        self.stats = {}
+
+    # ------------------------------------------------------------------ signals
+    @torch.no_grad()
+    def signals(self, x: Tensor) -> dict[str, Tensor]:
+        """Raw per-input signals on the CPU: ``r``, ``c``, the predictions ``pred`` = argmax f(x) and
+        ``pred_rec`` = argmax g(h_hat(x)) (used by the eliminator and the figures)."""
+        self._require_fit()
+        check_images(x)
+        out: dict[str, list[Tensor]] = {"r": [], "c": [], "pred": [], "pred_rec": []}
+        for s in batches(len(x), self.batch_size):
+            r, c, p, pr = self._raw(x[s].to(self.device))
+            for k, v in zip(("r", "c", "pred", "pred_rec"), (r, c, p, pr)):
+                out[k].append(v.cpu())
+        return {k: torch.cat(v) if v else torch.empty(0) for k, v in out.items()}
+
+    def _raw(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        assert self.vae is not None
+        logits, logits_rec, h, h_hat = features.forward_with_reconstruction(
+            self.model, self.layer, x, self.vae.reconstruct, batched=self.batched)
+        r = self.vae.distance(h, h_hat)
+        lp, lq = F.log_softmax(logits.float(), 1), F.log_softmax(logits_rec.float(), 1)
+        pred = lp.argmax(1)
+        if self.consistency == "kl":
+            c = (lp.exp() * (lp - lq)).sum(1).clamp_min(0)
+        else:
+            c = -lq.gather(1, pred[:, None]).squeeze(1)
+        return r, c, pred, lq.argmax(1)
+
+    def _standardise(self, name: str, v: Tensor) -> Tensor:
+        med, scale = self.stats[name]
+        return (torch.log(v + _EPS) - med) / scale
+
+    def _combine(self, r: Tensor, c: Tensor, signal: str | None = None) -> Tensor:
+        signal = signal or self.signal
+        if signal == "r":
+            return self._standardise("r", r)
+        if signal == "c":
+            return self._standardise("c", c)
+        return self.r_weight * self._standardise("r", r) + self.c_weight * self._standardise("c", c)
+
+    def calibrate(self, x_clean: Tensor) -> float:
+        """Standardisation statistics of both signals, then the threshold, on held-out clean inputs.
+
+        Also records a threshold per signal (``thresholds``) so that one fitted detector serves the
+        r / c / both ablation without refitting the VAE.
+        """
+        sig = self.signals(x_clean)
+        for k in ("r", "c"):
+            lv = torch.log(sig[k].double() + _EPS)
+            q1, med, q3 = (float(torch.quantile(lv, q)) for q in (0.25, 0.5, 0.75))
+            self.stats[k] = (med, max(q3 - q1, 1e-3))
+        self.thresholds = {k: threshold_at_fpr(self._combine(sig["r"], sig["c"], k), self.fpr) for k in SIGNALS}
+        self.threshold = self.thresholds[self.signal]
+        return self.threshold
+
+    def scores_by_signal(self, x: Tensor) -> dict[str, Tensor]:
+        """Scores [N] of every signal choice (``"both"``, ``"r"``, ``"c"``) from one pass over ``x``."""
+        sig = self.signals(x)
+        return {k: self._combine(sig["r"], sig["c"], k).float() for k in SIGNALS}
+
+    def _score(self, x: Tensor) -> Tensor:
+        if not self.stats:
+            raise RuntimeError("BeniFul detector is not calibrated: call .fit(model, clean)")
+        r, c, _, _ = self._raw(x)
+        return self._combine(r, c)

@@ -1,0 +1,232 @@
+"""Middle features of *any* ``nn.Module``: read ``h(x)`` and run the rest of the network on a substitute.
+
+BeniFul (Li et al., 2024, arXiv 2410.14723) writes the classifier as ``f = g(h(x))`` with ``h`` the
+output of a middle layer. Detection needs ``h(x)`` and ``g(h_hat(x))`` for a reconstructed feature
+``h_hat``; elimination needs ``h`` with gradients. Neither may assume the model is one of ours, so
+everything here works through forward hooks on a submodule named as ``model.get_submodule`` takes it:
+
+- :func:`extract` captures the layer's output and stops the forward pass there (a *partial* pass:
+  nothing after the layer is computed).
+- :func:`run_substituted` runs the whole network but replaces the layer's output by a given tensor,
+  i.e. computes ``g(h_sub)`` for a model whose tail we cannot call directly.
+- :func:`forward_with_reconstruction` computes ``f(x)``, ``h(x)`` and ``g(rebuild(h(x)))`` with
+  *one* pass through the front of the network: inside the hook the batch of features is doubled
+  (original + rebuilt), so the tail runs on ``2N`` items. This holds whenever the tail treats batch
+  items independently (eval mode) and no skip connection jumps over the hooked layer; callers check
+  that once with :func:`batched_tail_ok` and otherwise fall back to two passes.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Callable, Iterator
+
+import torch
+from torch import Tensor, nn
+
+from .utils import check_layer
+
+__all__ = ["extract", "run_substituted", "forward_with_reconstruction", "batched_tail_ok", "capture", "tail_fraction", "front_parameters",
+           "layer_names"]
+
+
+class _Stop(Exception):
+    """Raised inside a hook to end a forward pass early once the middle feature is captured."""
+
+
+def layer_names(model: nn.Module) -> list[str]:
+    """All submodule names a ``layer`` argument may take (``""``, the model itself, excluded)."""
+    return [n for n, _ in model.named_modules() if n]
+
+
+def _first_tensor(out: object, layer: str) -> Tensor:
+    if isinstance(out, Tensor):
+        return out
+    raise ValueError(f"layer {layer!r} returns {type(out).__name__}, not a tensor; pick a layer whose output is one tensor")
+
+
+@contextmanager
+def capture(model: nn.Module, layer: str) -> Iterator[list[Tensor]]:
+    """Context manager: every forward pass inside appends the layer's output to the yielded list.
+
+    The output keeps its autograd graph, so the elimination loss can back-propagate through it.
+    """
+    store: list[Tensor] = []
+    mod = check_layer(model, layer)
+    handle = mod.register_forward_hook(lambda _m, _i, out: store.append(_first_tensor(out, layer)))
+    try:
+        yield store
+    finally:
+        handle.remove()
+
+
+def extract(model: nn.Module, layer: str, x: Tensor) -> Tensor:
+    """``h(x)``: the output of submodule ``layer`` for input ``x``; the rest of the network is skipped.
+
+    Runs in the model's current mode and grad state (wrap in ``torch.no_grad()`` for inference).
+    """
+    mod = check_layer(model, layer)
+    box: list[Tensor] = []
+
+    def hook(_m: nn.Module, _i: object, out: object) -> None:
+        box.append(_first_tensor(out, layer))
+        raise _Stop
+
+    handle = mod.register_forward_hook(hook)
+    try:
+        model(x)
+    except _Stop:
+        pass
+    finally:
+        handle.remove()
+    if not box:
+        raise ValueError(f"layer {layer!r} was not called during the forward pass of {type(model).__name__}")
+    return box[0]
+
+
+def run_substituted(model: nn.Module, layer: str, x: Tensor, h_sub: Tensor) -> Tensor:
+    """``g(h_sub)``: run ``model(x)`` with the output of ``layer`` replaced by ``h_sub``.
+
+    ``x`` only drives the layers before ``layer`` (and any skip connection around it); for a plain
+    feed-forward model the result depends on ``h_sub`` alone.
+    """
+    mod = check_layer(model, layer)
+    called = []
+
+    def hook(_m: nn.Module, _i: object, out: object) -> Tensor:
+        o = _first_tensor(out, layer)
+        if o.shape != h_sub.shape:
+            raise ValueError(f"substitute for layer {layer!r} has shape {tuple(h_sub.shape)}, "
+                             f"the layer outputs {tuple(o.shape)}")
+        called.append(True)
+        return h_sub.to(dtype=o.dtype)
+
+    handle = mod.register_forward_hook(hook)
+    try:
+        out = model(x)
+    finally:
+        handle.remove()
+    if not called:
+        raise ValueError(f"layer {layer!r} was not called during the forward pass of {type(model).__name__}")
+    return out
+
+
+def forward_with_reconstruction(model: nn.Module, layer: str, x: Tensor,
+                                rebuild: Callable[[Tensor], Tensor], batched: bool = True
+                                ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``(f(x), g(h_hat), h, h_hat)`` with ``h_hat = rebuild(h(x))``.
+
+    ``batched=True`` costs one front pass plus a tail pass on ``2N`` items (see the module
+    docstring); ``batched=False`` costs one full pass plus one substituted full pass.
+    """
+    mod = check_layer(model, layer)
+    n = len(x)
+    box: dict[str, Tensor] = {}
+    if batched:
+        def hook(_m: nn.Module, _i: object, out: object) -> Tensor:
+            h = _first_tensor(out, layer)
+            h_hat = rebuild(h).to(dtype=h.dtype)
+            box["h"], box["h_hat"] = h, h_hat
+            return torch.cat([h, h_hat])
+
+        handle = mod.register_forward_hook(hook)
+        try:
+            out = model(x)
+        finally:
+            handle.remove()
+        if "h" not in box:
+            raise ValueError(f"layer {layer!r} was not called during the forward pass of {type(model).__name__}")
+        if out.shape[0] != 2 * n:
+            raise RuntimeError(f"tail of {type(model).__name__} after {layer!r} does not keep the batch "
+                               f"dimension ({out.shape[0]} rows for {2 * n}); use batched=False")
+        return out[:n], out[n:], box["h"], box["h_hat"]
+
+    with capture(model, layer) as store:
+        logits = model(x)
+    if not store:
+        raise ValueError(f"layer {layer!r} was not called during the forward pass of {type(model).__name__}")
+    h = store[0]
+    h_hat = rebuild(h).to(dtype=h.dtype)
+    return logits, run_substituted(model, layer, x, h_hat), h, h_hat
+
+
+@torch.no_grad()
+def batched_tail_ok(model: nn.Module, layer: str, x: Tensor, rebuild: Callable[[Tensor], Tensor],
+                    atol: float = 1e-4) -> bool:
+    """True when the one-front-pass trick of :func:`forward_with_reconstruction` gives the same
+    answers as two honest passes on ``x`` (checked once, at fit time)."""
+    try:
+        f1, g1, _, _ = forward_with_reconstruction(model, layer, x, rebuild, batched=True)
+    except RuntimeError:
+        return False
+    f2, g2, _, _ = forward_with_reconstruction(model, layer, x, rebuild, batched=False)
+    scale = max(1.0, float(f2.abs().max()))
+    return bool(torch.allclose(f1, f2, atol=atol * scale) and torch.allclose(g1, g2, atol=atol * scale))
+
+
+@torch.no_grad()
+def tail_fraction(model: nn.Module, layer: str, x: Tensor) -> float:
+    """Share of the model's multiply-adds (conv and linear layers) spent after ``layer``.
+
+    Used to report an honest cost per input: the batched reconstruction pass costs
+    ``1 + tail_fraction`` forward passes. Counted from one forward pass on ``x`` (a batch of one
+    suffices), in the order modules are called.
+    """
+    target = check_layer(model, layer)
+    log: list[tuple[str, float]] = []
+
+    def macs(m: nn.Module, inp: tuple, out: object) -> None:
+        if not isinstance(out, Tensor):
+            return
+        if isinstance(m, nn.modules.conv._ConvNd):
+            k = m.weight[0].numel()  # in_channels / groups * kernel elements
+            log.append(("op", float(out.numel()) * k))
+        elif isinstance(m, nn.Linear):
+            log.append(("op", float(out.numel()) * m.in_features))
+
+    handles = [m.register_forward_hook(macs) for m in model.modules()
+               if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear))]
+    handles.append(target.register_forward_hook(lambda *_: log.append(("mark", 0.0))))
+    try:
+        model(x[:1])
+    finally:
+        for h in handles:
+            h.remove()
+    total = sum(v for k, v in log if k == "op")
+    marks = [i for i, (k, _) in enumerate(log) if k == "mark"]
+    if total == 0 or not marks:
+        return 1.0
+    after = sum(v for k, v in log[marks[0] + 1:] if k == "op")
+    return after / total
+
+
+@torch.no_grad()
+def front_parameters(model: nn.Module, layer: str, x: Tensor) -> list[nn.Parameter]:
+    """Parameters of the modules that finish their forward pass no later than ``layer`` (the
+    layer itself included): the part ``h`` of ``f = g(h(x))``. Found from one pass on ``x[:1]``."""
+    target = check_layer(model, layer)
+    done: list[nn.Module] = []
+    state = {"after": False}
+
+    def hook(m: nn.Module, _i: object, _o: object) -> None:
+        if not state["after"]:
+            done.append(m)
+        if m is target:
+            state["after"] = True
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if m is not model]
+    was_training = model.training
+    model.eval()
+    try:
+        model(x[:1])
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    seen: set[int] = set()
+    out: list[nn.Parameter] = []
+    for m in done:
+        for p in m.parameters(recurse=False):
+            if id(p) not in seen:
+                seen.add(id(p))
+                out.append(p)
+    return out

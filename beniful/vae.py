@@ -1,0 +1,196 @@
+"""The variational auto-encoder BeniFul trains on benign middle features (Li et al., 2024, arXiv 2410.14723).
+
+The paper's detector rests on one property: a VAE that has only seen the middle features ``h(x)`` of
+benign inputs rebuilds benign features well and triggered ones badly (it maps them back onto the
+benign manifold). The paper does not give the architecture, so this one is sized from the feature
+shape alone, which lets it sit on any layer of any model:
+
+- ``C x H x W`` features: a small conv encoder (3x3 convs, stride-2 steps until the map is at most
+  4x4) into a ``latent_dim`` Gaussian, and a mirrored decoder that upsamples to the exact recorded
+  sizes (so odd maps such as 7x7 work).
+- flat ``D`` features: a two-layer MLP encoder/decoder.
+
+Features are standardised per channel with the clean statistics (stored as buffers), because the
+scale of a middle layer is arbitrary; ``reconstruct`` returns features in the original scale so
+that the rest of the network can run on them. Loss (Kingma & Welling, 2014; beta-VAE, Higgins et
+al., 2017): per-sample sum of squared errors in standardised space + ``beta`` * KL(q(z|h) || N(0, I)).
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from .utils import batches, resolve_device
+
+__all__ = ["FeatureVAE", "vae_loss", "train_vae"]
+
+
+def _hidden_channels(c: int) -> int:
+    """Width of the conv stack: half the feature's channel count, kept within [16, 128]."""
+    return int(min(128, max(16, c // 2)))
+
+
+class FeatureVAE(nn.Module):
+    """VAE over middle features of shape ``(C, H, W)`` or ``(D,)``."""
+
+    def __init__(self, shape: Sequence[int], latent_dim: int = 32, hidden: int | None = None) -> None:
+        super().__init__()
+        shape = tuple(int(s) for s in shape)
+        if len(shape) not in (1, 3) or any(s < 1 for s in shape):
+            raise ValueError(f"feature shape must be (C, H, W) or (D,) with positive sizes, got {shape}")
+        if not isinstance(latent_dim, int) or latent_dim < 1:
+            raise ValueError(f"latent_dim must be a positive integer, got {latent_dim!r}")
+        self.shape, self.latent_dim = shape, latent_dim
+        ch = shape[0]
+        self.register_buffer("mean", torch.zeros(ch))
+        self.register_buffer("std", torch.ones(ch))
+        act = nn.SiLU
+        if len(shape) == 3:
+            c, h, w = shape
+            hid = hidden or _hidden_channels(c)
+            enc: list[nn.Module] = [nn.Conv2d(c, hid, 3, 1, 1), act()]
+            self.sizes: list[tuple[int, int]] = [(h, w)]
+            while min(h, w) > 4:
+                h, w = (h + 1) // 2, (w + 1) // 2
+                enc += [nn.Conv2d(hid, hid, 3, 2, 1), act()]
+                self.sizes.append((h, w))
+            enc += [nn.Conv2d(hid, hid, 3, 1, 1), act(), nn.Flatten()]
+            self.encoder = nn.Sequential(*enc)
+            flat = hid * h * w
+            self.to_stats = nn.Linear(flat, 2 * latent_dim)
+            self.from_latent = nn.Sequential(nn.Linear(latent_dim, flat), act())
+            self.hid = hid
+            ups = nn.ModuleList()
+            for _ in self.sizes[:-1]:
+                ups.append(nn.Sequential(nn.Conv2d(hid, hid, 3, 1, 1), act()))
+            self.ups = ups
+            self.head = nn.Sequential(nn.Conv2d(hid, hid, 3, 1, 1), act(), nn.Conv2d(hid, c, 3, 1, 1))
+        else:
+            d = shape[0]
+            hid = hidden or int(min(512, max(64, d)))
+            self.encoder = nn.Sequential(nn.Linear(d, hid), act(), nn.Linear(hid, hid), act())
+            self.to_stats = nn.Linear(hid, 2 * latent_dim)
+            self.from_latent = nn.Sequential(nn.Linear(latent_dim, hid), act())
+            self.head = nn.Sequential(nn.Linear(hid, hid), act(), nn.Linear(hid, d))
+            self.hid = hid
+
+    # ------------------------------------------------------------------ standardisation
+    def _view(self, t: Tensor) -> Tensor:
+        return t.view(1, -1, 1, 1) if len(self.shape) == 3 else t.view(1, -1)
+
+    @torch.no_grad()
+    def set_normalization(self, feats: Tensor) -> None:
+        """Per-channel mean/std of clean features (std floored so dead channels do not blow up)."""
+        dims = [0, 2, 3] if len(self.shape) == 3 else [0]
+        self.mean.copy_(feats.float().mean(dims))
+        std = feats.float().std(dims)
+        self.std.copy_(std.clamp_min(1e-3 * float(std.max().clamp_min(1e-8))))
+
+    def normalize(self, h: Tensor) -> Tensor:
+        return (h.float() - self._view(self.mean)) / self._view(self.std)
+
+    def denormalize(self, u: Tensor) -> Tensor:
+        return u * self._view(self.std) + self._view(self.mean)
+
+    # ------------------------------------------------------------------ VAE
+    def _check(self, h: Tensor) -> None:
+        if tuple(h.shape[1:]) != self.shape:
+            raise ValueError(f"FeatureVAE built for features {self.shape}, got {tuple(h.shape[1:])}")
+
+    def encode(self, u: Tensor) -> tuple[Tensor, Tensor]:
+        """Standardised features -> (mu, logvar) of q(z | h)."""
+        stats = self.to_stats(self.encoder(u))
+        mu, logvar = stats.chunk(2, dim=1)
+        return mu, logvar.clamp(-12.0, 8.0)
+
+    def decode(self, z: Tensor) -> Tensor:
+        """Latent -> standardised features."""
+        t = self.from_latent(z)
+        if len(self.shape) == 1:
+            return self.head(t)
+        h, w = self.sizes[-1]
+        t = t.view(len(z), self.hid, h, w)
+        for up, size in zip(self.ups, reversed(self.sizes[:-1])):
+            t = up(F.interpolate(t, size=size, mode="nearest"))
+        return self.head(t)
+
+    def forward(self, u: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """Standardised features -> (reconstruction from a sampled z, mu, logvar)."""
+        mu, logvar = self.encode(u)
+        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        z = mu + eps * torch.exp(0.5 * logvar)
+        return self.decode(z), mu, logvar
+
+    def reconstruct(self, h: Tensor) -> Tensor:
+        """``h_hat = Dec(mu(Enc(h)))`` in the feature's original scale (the deterministic mean path)."""
+        self._check(h)
+        mu, _ = self.encode(self.normalize(h))
+        return self.denormalize(self.decode(mu)).to(h.dtype)
+
+    def distance(self, h: Tensor, h_hat: Tensor) -> Tensor:
+        """Reconstruction distance r: mean squared error per sample in standardised space, shape [N]."""
+        d = (self.normalize(h) - self.normalize(h_hat)) ** 2
+        return d.flatten(1).mean(1)
+
+
+def vae_loss(vae: FeatureVAE, u: Tensor, beta: float = 1.0, generator: torch.Generator | None = None
+             ) -> tuple[Tensor, Tensor, Tensor]:
+    """(loss, reconstruction, KL), each a batch mean of per-sample sums; loss = rec + beta * KL."""
+    rec_u, mu, logvar = vae(u, generator)
+    rec = ((rec_u - u) ** 2).flatten(1).sum(1).mean()
+    kl = (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1)).mean()
+    return rec + beta * kl, rec, kl
+
+
+def train_vae(vae: FeatureVAE, feats: Tensor, *, epochs: int = 200, lr: float = 1e-3, batch_size: int = 64,
+              beta: float = 1.0, seed: int = 0, device: str | torch.device = "auto", progress: bool = False,
+              weight_decay: float = 0.0) -> list[float]:
+    """Fit ``vae`` on clean middle features ``feats`` (N x feature shape); returns the loss per epoch
+    (per-sample loss divided by the number of feature elements, so runs are comparable across layers).
+
+    Sets the standardisation statistics from ``feats`` first. Adam with a cosine schedule;
+    batches and the reparameterisation noise come from a generator seeded with ``seed``.
+    """
+    for name, v in (("epochs", epochs), ("batch_size", batch_size)):
+        if not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    if not lr > 0:
+        raise ValueError(f"lr must be positive, got {lr!r}")
+    if not beta >= 0:
+        raise ValueError(f"beta must be >= 0, got {beta!r}")
+    if len(feats) < 2:
+        raise ValueError(f"need at least 2 feature vectors to train the VAE, got {len(feats)}")
+    dev = resolve_device(device)
+    vae.to(dev)
+    vae._check(feats)
+    vae.set_normalization(feats.to(dev))
+    u_all = vae.normalize(feats.to(dev)).detach()
+    g = torch.Generator(device=dev).manual_seed(seed)
+    g_cpu = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(vae.parameters(), lr=lr, weight_decay=weight_decay)
+    steps = epochs * math.ceil(len(u_all) / batch_size)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, steps))
+    numel = u_all[0].numel()
+    history: list[float] = []
+    vae.train()
+    bar = tqdm(range(epochs), desc="vae", disable=not progress, leave=False)
+    for _ in bar:
+        perm = torch.randperm(len(u_all), generator=g_cpu).to(dev)
+        tot = 0.0
+        for s in batches(len(u_all), batch_size):
+            u = u_all[perm[s]]
+            loss, _, _ = vae_loss(vae, u, beta, g)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            tot += float(loss.detach()) * len(u)
+        history.append(tot / len(u_all) / numel)
+        bar.set_postfix(loss=f"{history[-1]:.4f}")
+    vae.eval()
+    return history

@@ -20,7 +20,6 @@ DATASET ?=
 export BENIFUL_CACHE := $(CURDIR)/.cache
 export BENIFUL_DATA ?= $(CURDIR)/data
 export BENIFUL_RESULTS ?= $(CURDIR)/results
-export MPLBACKEND := Agg
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
 # the table/figure notebooks, in the order the book lists them; book/ pages that are notebooks

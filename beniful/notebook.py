@@ -268,6 +268,14 @@ def style() -> None:
     import matplotlib as mpl
     import seaborn as sns
 
+    try:  # a kernel started with MPLBACKEND=Agg would store no figure at all: force inline there
+        from IPython import get_ipython
+
+        shell = get_ipython()
+        if shell is not None and type(shell).__name__ == "ZMQInteractiveShell":
+            shell.run_line_magic("matplotlib", "inline")
+    except ImportError:  # pragma: no cover - outside IPython
+        pass
     sns.set_theme(context="notebook", style="whitegrid", palette="colorblind")
     mpl.rcParams.update({"figure.dpi": 100, "savefig.dpi": 100, "figure.autolayout": False,
                          "axes.titlesize": "medium", "image.cmap": "viridis"})

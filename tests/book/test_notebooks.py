@@ -92,6 +92,14 @@ def test_checked_outputs_are_coarse_and_stable(path: Path) -> None:
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_figure_cells_store_their_png(path: Path) -> None:
+    """A kernel started with MPLBACKEND=Agg silently stores no figure; every plt.show() cell must hold a PNG."""
+    for i, cell in enumerate(_read(path).cells):
+        if cell.cell_type == "code" and "plt.show()" in cell.source:
+            assert any("image/png" in o.get("data", {}) for o in cell.outputs), f"{path.name} cell {i}: no stored figure"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_figure_cells_end_with_plt_show(path: Path) -> None:
     """nbval ignores a trailing ';' (upstream bug), so a figure cell must end in plt.show()."""
     for cell in _read(path).cells:

@@ -26,8 +26,9 @@ The model runs in eval mode (BatchNorm statistics frozen), as in the authors' co
 Defaults and their sources (the authors' ``defense.py`` unless noted):
 
 - ``rounds=5`` (``n_rounds``), ``K=5`` fixed-point iterations, ``solver="fixed_point"``.
-- outer optimiser Adam, ``lr=1e-3`` (BackdoorBench uses 1e-4 with many more steps),
-  ``batch_size=100``.
+- outer optimiser Adam, ``batch_size=100``; ``lr=1e-4`` from BackdoorBench (the authors use 1e-3:
+  on the narrow quick model one Adam step at 1e-3 took clean accuracy from 0.97 to 0.49, and a
+  full run ended at ACC 0.11).
 - perturbation search: SGD with ``pert_lr=10`` on the clean data, inner step ``inner_lr=0.1``
   (``a``), regulariser ``reg=1e-3`` (``r``), labels = the model's own predictions.
 - ``norm_bound``: the paper bounds ``||delta||_2 <= C``; the authors' code projects on ``C = 10``
@@ -40,8 +41,11 @@ Defaults and their sources (the authors' ``defense.py`` unless noted):
   pass: norm 0.6, no image flipped to the target; five passes: the bound is reached and every
   clean image goes to the target of quick BadNets). So each round makes as many passes as give at
   least ``min_steps`` steps; for 1,000 or more images at batch 100 this is the authors' one pass.
-- ``perturbed_share=1.0``: the paper's objective perturbs every image (Eq. 1); the authors' current
-  code perturbs 1% of each batch. Values below 1 keep the rest of the batch clean.
+- ``perturbed_share=0.5``: the share of each unlearning batch that carries ``delta``. The paper's
+  objective perturbs every image (Eq. 1); the authors' current code perturbs 1%. Measured on quick
+  BadNets (seed 0, lr 1e-4, ACC/ASR after repair, before: 0.974/1.000): share 1.0 -> 0.364/0.000,
+  0.5 -> 0.816/0.018, 0.2 -> 0.910/0.202, 0.1 -> 0.926/0.980. Half the batch stays clean, which
+  keeps the model from learning a ``delta``-only solution while still unlearning the backdoor.
 """
 from __future__ import annotations
 
@@ -137,9 +141,9 @@ class IBAU(Eliminator):
 
     name = "ibau"
 
-    def __init__(self, rounds: int = 5, K: int = 5, lr: float = 1e-3, batch_size: int = 100,
+    def __init__(self, rounds: int = 5, K: int = 5, lr: float = 1e-4, batch_size: int = 100,
                  min_steps: int = 10, norm_bound: float | None = None, pert_lr: float = 10.0,
-                 inner_lr: float = 0.1, reg: float = 1e-3, perturbed_share: float = 1.0,
+                 inner_lr: float = 0.1, reg: float = 1e-3, perturbed_share: float = 0.5,
                  solver: str = "fixed_point", device: str = "auto", seed: int = 0, progress: bool = False) -> None:
         self.rounds = check_int(rounds, "rounds")
         super().__init__(epochs=rounds, lr=lr, batch_size=batch_size, device=device, seed=seed, progress=progress)

@@ -48,12 +48,12 @@ def test_attention_loss_shape_mismatch():
 def test_nad_repairs_a_copy_and_weakens_the_backdoor(baseline_poisoned, baseline_data):
     d = baseline_data
     before = {k: v.clone() for k, v in baseline_poisoned.state_dict().items()}
-    el = NAD(layers=("stage1", "stage2"), betas=(1000, 1000), teacher_epochs=10, epochs=10, device="cpu")
+    el = NAD(layers=("stage1", "stage2"), betas=(1000, 1000), teacher_epochs=20, epochs=20, device="cpu")
     fixed = el.repair(baseline_poisoned, d.clean)
     assert fixed is not baseline_poisoned
     assert all(torch.equal(v, before[k]) for k, v in baseline_poisoned.state_dict().items())
     assert not fixed.stage1._forward_hooks and not fixed.stage2._forward_hooks
-    assert d.asr(fixed, d.x_test, d.y_test) < d.asr(baseline_poisoned, d.x_test, d.y_test) - 0.2
+    assert d.asr(fixed, d.x_test, d.y_test) < d.asr(baseline_poisoned, d.x_test, d.y_test) - 0.4
     assert d.accuracy(fixed, d.x_test, d.y_test) > 0.9
 
 

@@ -27,7 +27,8 @@ from .datasets import ImageDataset
 from .utils import batches, check_layer, resolve_device
 
 __all__ = [
-    "PLANNED", "QUICK_BUDGET", "Run", "setup", "choose", "pending", "method_params", "kwargs_note", "repo_root", "results_root", "data_root", "display_path", "style", "palette",
+    "PLANNED", "QUICK_BUDGET", "Run", "setup", "choose", "pending", "method_params", "kwargs_note", "detection_test_images", "test_subset",
+    "QUICK_DETECTION_TEST_IMAGES", "repo_root", "results_root", "data_root", "display_path", "style", "palette",
     "write_table", "show_table", "glue", "pending_note", "layer_features", "pca_2d", "plot_trigger_grid",
     "plot_feature_pca", "plot_metric_bars", "sanitize", "separation", "collect_results", "describe_provenance",
     "claims_table", "parameter_table", "default_of",
@@ -47,9 +48,15 @@ _REGISTRIES = {"attacks": attacks_mod, "detectors": detectors_mod, "eliminators"
 #: notebooks within 20 minutes on 2 cores). They apply only when ``profile == "quick"``; the paper
 #: profile runs every method with its defaults (its paper's settings). Listed on the book's setup page.
 QUICK_BUDGET: dict[str, dict[str, dict[str, Any]]] = {
-    "detectors": {},
-    "eliminators": {},
+    # STRIP's paper uses N=100 overlays: ~3 images/s on one CPU core for the quick model
+    "detectors": {"strip": {"n_overlays": 20}},
+    # ANP's 2,000 mask-search iterations take minutes per model on a CPU
+    "eliminators": {"anp": {"iterations": 200}},
 }
+
+#: Test images scored per attack in the quick profile's detection table (stratified; the natural mix
+#: is these clean images plus the triggered copies of their non-target ones). None = all of them.
+QUICK_DETECTION_TEST_IMAGES: int | None = 400
 
 #: The middle layers of the package's PreAct-ResNet-18, shallow to deep.
 LAYERS: tuple[str, ...] = ("layer1", "layer2", "layer3", "layer4")
@@ -168,6 +175,27 @@ def method_params(profile: str, kind: str, names: Sequence[str], overrides: dict
                          f"running: {', '.join(names) or '(none)'}")
     budget = QUICK_BUDGET.get(kind, {}) if profile == "quick" else {}
     return {n: {**budget.get(n, {}), **overrides.get(n, {})} for n in names}
+
+
+def detection_test_images(profile: str, n_test: int | None = None) -> int | None:
+    """How many test images a detection table scores: ``n_test`` when given, else the quick budget
+    (quick profile) or all of them (any other profile)."""
+    if n_test is not None:
+        if not isinstance(n_test, int) or isinstance(n_test, bool) or n_test < 20:
+            raise ValueError(f"n_test must be an integer >= 20 or None (all test images), got {n_test!r}")
+        return n_test
+    return QUICK_DETECTION_TEST_IMAGES if profile == "quick" else None
+
+
+def test_subset(tm: Any, n: int | None, seed: int = 0) -> Any:
+    """``tm`` with its test set cut to a stratified ``n`` images (unchanged when ``n`` is None or
+    not smaller), so a detection row scores fewer inputs under the same protocol."""
+    import dataclasses
+
+    if n is None or n >= len(tm.test):
+        return tm
+    idx, _ = datasets.stratified_split(tm.test.targets, n / len(tm.test), seed + 7)
+    return dataclasses.replace(tm, test=tm.test.subset(idx))
 
 
 def kwargs_note(kwargs: dict[str, dict[str, Any]]) -> str:

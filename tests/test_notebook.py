@@ -268,3 +268,20 @@ def test_method_params_apply_the_quick_budget_only_to_quick(monkeypatch: pytest.
         nb.method_params("quick", "detectors", ["strip"], {"teco": {}})
     assert nb.kwargs_note(quick) == "non-default parameters: strip(n_overlays=50, alpha=1.0)"
     assert nb.kwargs_note({"ft": {}}) == "non-default parameters: none"
+
+
+def test_detection_budget_and_stratified_test_subset() -> None:
+    assert nb.detection_test_images("quick") == nb.QUICK_DETECTION_TEST_IMAGES
+    assert nb.detection_test_images("paper") is None
+    assert nb.detection_test_images("paper", 100) == 100
+    for bad in (5, 2.5, True, "all"):
+        with pytest.raises(ValueError, match="n_test"):
+            nb.detection_test_images("quick", bad)
+    from beniful.zoo import TrainedModel
+
+    test = datasets.ImageDataset(torch.zeros(100, 1, 4, 4, dtype=torch.uint8), torch.arange(100) % 10, "toy")
+    tm = TrainedModel(nn.Identity(), None, "toy", test, test, torch.zeros(0, dtype=torch.long), {}, {}, "k", "quick", 0)
+    small = nb.test_subset(tm, 40)
+    assert len(small.test) == 40 and len(tm.test) == 100 and small.train is tm.train
+    assert torch.bincount(small.test.targets).tolist() == [4] * 10
+    assert nb.test_subset(tm, None) is tm and nb.test_subset(tm, 500) is tm

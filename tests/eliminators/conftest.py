@@ -68,8 +68,10 @@ def asr(model: nn.Module, x: Tensor, y: Tensor) -> float:
     return float((model(trigger(x[keep])).argmax(1) == TARGET).float().mean())
 
 
-def train(model: nn.Module, x: Tensor, y: Tensor, epochs: int = 10, seed: int = 0) -> nn.Module:
+def train(width: int, x: Tensor, y: Tensor, epochs: int = 10, seed: int = 0) -> nn.Module:
+    """A TinyNet trained with Adam; initialisation and batches depend on ``seed`` only."""
     torch.manual_seed(seed)
+    model = TinyNet(width)
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=0.01)
     model.train()
@@ -96,7 +98,7 @@ def baseline_data() -> SimpleNamespace:
 
 @pytest.fixture(scope="session")
 def baseline_clean_model(baseline_data: SimpleNamespace) -> nn.Module:
-    return train(TinyNet(6), baseline_data.x_train, baseline_data.y_train, epochs=8)
+    return train(6, baseline_data.x_train, baseline_data.y_train, epochs=8)
 
 
 @pytest.fixture(scope="session")
@@ -105,7 +107,7 @@ def baseline_poisoned(baseline_data: SimpleNamespace) -> nn.Module:
     x, y = baseline_data.x_train.clone(), baseline_data.y_train.clone()
     idx = torch.nonzero(y != TARGET).flatten()[::7][:40]
     x[idx], y[idx] = trigger(x[idx]), TARGET
-    return train(TinyNet(6), x, y, epochs=10, seed=1)
+    return train(6, x, y, epochs=10, seed=1)
 
 
 def plant(clean: TinyNet, x_ref: Tensor) -> SimpleNamespace:

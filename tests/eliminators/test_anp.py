@@ -13,7 +13,7 @@ def test_anp_is_registered():
     assert isinstance(eliminators.build("anp"), ANP)
 
 
-def test_anp_mask_finds_the_planted_neuron(baseline_planted, baseline_data):
+def test_anp_mask_finds_the_planted_neuron(baseline_planted, baseline_data, baseline_clean_model):
     d, m, unit = baseline_data, baseline_planted.model, baseline_planted.unit
     before = {k: v.clone() for k, v in m.state_dict().items()}
     el = ANP(iterations=60, batch_size=32, device="cpu")
@@ -24,7 +24,7 @@ def test_anp_mask_finds_the_planted_neuron(baseline_planted, baseline_data):
     assert ("stage1.1", unit) in el.pruned
     assert len(el.pruned) <= 3  # the benign neurons survive
     assert float(fixed.stage1[1].weight[unit].detach()) == 0.0
-    assert d.asr(fixed, d.x_test, d.y_test) < 0.05
+    assert d.asr(fixed, d.x_test, d.y_test) <= d.asr(baseline_clean_model, d.x_test, d.y_test) + 0.05
     assert d.accuracy(fixed, d.x_test, d.y_test) > 0.9
     # the argument is untouched and carries no hooks
     assert all(torch.equal(v, before[k]) for k, v in m.state_dict().items())

@@ -20,7 +20,8 @@ def test_mean_channel_activation_finds_the_dormant_unit(baseline_planted, baseli
     assert (act[: baseline_planted.unit] > 0).all()
 
 
-def test_fp_prunes_the_planted_dormant_channel_and_removes_the_backdoor(baseline_planted, baseline_data):
+def test_fp_prunes_the_planted_dormant_channel_and_removes_the_backdoor(baseline_planted, baseline_data,
+                                                                        baseline_clean_model):
     d, m = baseline_data, baseline_planted.model
     before = {k: v.clone() for k, v in m.state_dict().items()}
     assert d.asr(m, d.x_test, d.y_test) > 0.9
@@ -28,7 +29,8 @@ def test_fp_prunes_the_planted_dormant_channel_and_removes_the_backdoor(baseline
     fixed = el.repair(m, d.clean)
     assert baseline_planted.unit in el.pruned_channels
     assert len(el.pruned_channels) < baseline_planted.unit + 1
-    assert d.asr(fixed, d.x_test, d.y_test) < 0.05
+    # back to the clean model's rate (a white patch alone sends a few digits to the target)
+    assert d.asr(fixed, d.x_test, d.y_test) <= d.asr(baseline_clean_model, d.x_test, d.y_test) + 0.05
     assert d.accuracy(fixed, d.x_test, d.y_test) >= d.accuracy(m, d.x_test, d.y_test) - el.tolerance - 0.05
     # the argument keeps its weights and has no hook; the pruning lives in a hook on the copy
     assert all(torch.equal(v, before[k]) for k, v in m.state_dict().items())

@@ -3,7 +3,8 @@
 Zeng, Chen, Park, Mao, Jin & Jia, "Adversarial Unlearning of Backdoors via Implicit Hypergradient",
 ICLR 2022. Backdoor removal as a minimax over a *universal* additive perturbation ``delta`` (Eq. 1):
 
-    min_theta  H(delta*(theta), theta),   delta*(theta) = argmax_{||delta||_2 <= C} (1/n) sum_i L(f_theta(x_i + delta), y_i)
+    min_theta  H(delta*(theta), theta),
+    delta*(theta) = argmax_{||delta||_2 <= C} (1/n) sum_i L(f_theta(x_i + delta), y_i)
 
 solved by Algorithm 1: each round (i) finds ``delta`` by gradient ascent on the clean data and
 projects it onto the L2 ball, (ii) updates ``theta`` with the *implicit hypergradient*
@@ -92,7 +93,8 @@ def find_perturbation(model: nn.Module, x: Tensor, batch_size: int, lr: float, r
 
 
 def implicit_hypergradient(model: nn.Module, params: list[Tensor], delta: Tensor, xb: Tensor, yb: Tensor,
-                           perturbed: Tensor, inner_lr: float, reg: float, K: int, solver: str = "fixed_point") -> list[Tensor]:
+                           perturbed: Tensor, inner_lr: float, reg: float, K: int,
+                           solver: str = "fixed_point") -> list[Tensor]:
     """``dH/dtheta`` for the outer loss ``H = CE(f(x + delta*[perturbed]), y)`` at the inner fixed point ``delta``."""
     delta = delta.detach().requires_grad_(True)
     outer = F.cross_entropy(model(xb + delta * perturbed.view(-1, *([1] * (xb.ndim - 1)))), yb)

@@ -50,7 +50,8 @@ def attention_map(feature: Tensor, p: float = 2.0, eps: float = 1e-6) -> Tensor:
 def attention_loss(student: Tensor, teacher: Tensor, p: float = 2.0) -> Tensor:
     """Mean squared distance between the normalised attention maps (NAD Eq. 1, authors' scale)."""
     if student.shape != teacher.shape:
-        raise ValueError(f"student and teacher features differ in shape: {tuple(student.shape)} vs {tuple(teacher.shape)}")
+        raise ValueError(f"student and teacher features differ in shape: "
+                         f"{tuple(student.shape)} vs {tuple(teacher.shape)}")
     return F.mse_loss(attention_map(student, p), attention_map(teacher, p))
 
 

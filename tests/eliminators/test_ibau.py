@@ -48,7 +48,8 @@ def test_hypergradient_with_k0_is_the_direct_gradient():
     flag = torch.ones(5)
     params = list(lin.parameters())
     g = implicit_hypergradient(lin, params, delta, x, y, flag, 0.1, 0.0, 0)
-    # closed form for the indirect part: Phi = delta - a * grad_delta(-CE) => dPhi/dtheta^T v = a * d/dtheta <grad_delta CE, v>
+    # closed form of the indirect part: Phi = delta - a * grad_delta(-CE),
+    # so (dPhi/dtheta)^T v = a * d/dtheta <grad_delta CE, v>
     d = delta.clone().requires_grad_(True)
     ce = nn.functional.cross_entropy(lin(x + d), y)
     direct = torch.autograd.grad(ce, params, retain_graph=True)
@@ -85,7 +86,8 @@ def test_ibau_reduces_the_planted_asr(baseline_poisoned, baseline_data):
 
 
 @pytest.mark.parametrize("kw", [{"rounds": -1}, {"K": -1}, {"lr": 0}, {"norm_bound": 0}, {"pert_lr": 0},
-                                {"inner_lr": -1}, {"reg": -1}, {"perturbed_share": 0}, {"solver": "newton"}, {"min_steps": 0},
+                                {"inner_lr": -1}, {"reg": -1}, {"perturbed_share": 0}, {"solver": "newton"},
+                                {"min_steps": 0},
                                 {"min_steps": -1}])
 def test_ibau_rejects_bad_parameters(kw):
     with pytest.raises(ValueError):

@@ -48,10 +48,10 @@ class BeniFulDetector(Detector):
     name = "beniful"
     forward_passes = 1.0  # replaced at fit time by 1 + the measured tail share
 
-    def __init__(self, layer: str = "layer3", signal: str = "both", latent_dim: int = 32, beta: float = 1.0,
+    def __init__(self, layer: str = "layer3", signal: str = "both", latent_dim: int = 64, beta: float = 1.0,
                  vae_epochs: int = 100, vae_lr: float = 2e-3, vae_batch_size: int = 64,
                  consistency: str = "kl", r_weight: float = 1.0, c_weight: float = 1.0,
-                 augment: int = 0, **kwargs: Any) -> None:
+                 augment: int = 4, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if not isinstance(layer, str) or not layer:
             raise ValueError(f"layer must be a submodule name such as 'layer3', got {layer!r}")

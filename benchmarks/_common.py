@@ -25,7 +25,7 @@ from beniful.results import write_table
 from beniful.utils import resolve_device
 
 __all__ = ["base_parser", "setup", "device_name", "sync", "timed", "median", "rotate", "parse_params", "select",
-           "accepts", "smoke_overrides", "factory_of",
+           "accepts", "smoke_overrides", "factory_of", "profile_params",
            "print_table", "save", "Setup"]
 
 
@@ -161,6 +161,19 @@ def smoke_overrides(name: str, factory: Any, table: dict[str, dict[str, Any]]) -
         return {}
     wanted = {**table.get("*", {}), **table.get(name, {})}
     return {k: v for k, v in wanted.items() if accepts(factory, k)}
+
+
+def profile_params(profile: str, kind: str) -> dict[str, dict[str, Any]]:
+    """The per-method keyword budget the table notebooks use for ``profile`` (beniful.notebook's
+    QUICK_BUDGET on the quick profile, nothing on the paper profile), so table5's costs are those
+    of the settings tables 2 and 3 ran."""
+    if profile != "quick":
+        return {}
+    try:
+        from beniful.notebook import QUICK_BUDGET
+    except ImportError:  # pragma: no cover - the notebook helpers are optional here
+        return {}
+    return {k: dict(v) for k, v in QUICK_BUDGET.get(kind, {}).items()}
 
 
 def factory_of(registry: Any, name: str) -> Any:

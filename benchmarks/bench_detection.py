@@ -9,7 +9,8 @@ counted by hooks on the model's first and last parameterised layers.
     python benchmarks/bench_detection.py [--profile quick] [--device cpu] [--repeats 3] [--quick]
     python benchmarks/bench_detection.py --param strip.n=100     # override a detector's default
 
-Acceptance (issue 6, CPU, quick model): BeniFul >= 0.6 of plain inference, >= 5x SCALE-UP,
+Each detector runs with its defaults plus the profile's budget (beniful.notebook.QUICK_BUDGET, the
+settings table2 uses), then ``--param``. Acceptance (issue 6, CPU, quick model): BeniFul >= 0.6 of plain inference, >= 5x SCALE-UP,
 >= 50x STRIP. Fitting (VAE training, calibration) is not timed here; it is reported separately.
 """
 from __future__ import annotations
@@ -33,7 +34,7 @@ from beniful.utils import batches
 from beniful.zoo import TrainedModel
 
 from benchmarks._common import (base_parser, median, parse_params, print_table, rotate, save, select, setup,
-                                factory_of, smoke_overrides, timed)
+                                factory_of, profile_params, smoke_overrides, timed)
 
 BASELINE = "plain"
 #: issue 6's acceptance: (method, minimum throughput ratio of BeniFul over it)
@@ -122,6 +123,7 @@ def main(argv: Sequence[str] | None = None, tm: TrainedModel | None = None) -> p
     min_time = args.min_time if args.min_time is not None else (0.0 if args.quick else 3.0)
     bs = args.batch_size
     params = parse_params(args.param)
+    budget = profile_params(st.profile.name, "detectors")
     names = select(args.detectors, detectors.available(), "detector")
     print(st.header("detection throughput"))
     if tm is None:
@@ -135,12 +137,14 @@ def main(argv: Sequence[str] | None = None, tm: TrainedModel | None = None) -> p
     runners: dict[str, Callable[[Tensor], Any]] = {BASELINE: lambda xi: plain_inference(model, xi, bs, st.device)}
     info: dict[str, dict[str, Any]] = {BASELINE: {"forward_passes": 1.0, "fit_seconds": 0.0, "params": ""}}
     errors: dict[str, str] = {}
-    counters: dict[str, PassCounter] = {BASELINE: PassCounter(model)}
+    counters: dict[str, PassCounter] = {}
     for name in names:
         try:
             det_model = copy.deepcopy(model)
             counters[name] = PassCounter(det_model)
-            kw = smoke_overrides(name, factory_of(detectors.DETECTORS, name), SMOKE) if args.quick else {}
+            kw = dict(budget.get(name, {}))
+            if args.quick:
+                kw.update(smoke_overrides(name, factory_of(detectors.DETECTORS, name), SMOKE))
             kw.update(params.get(name, {}))
             det = detectors.build(name, seed=args.seed, device=str(st.device), batch_size=bs, **kw)
             det.fit(det_model, clean)
@@ -151,6 +155,7 @@ def main(argv: Sequence[str] | None = None, tm: TrainedModel | None = None) -> p
             errors[name] = f"{type(exc).__name__}: {exc}"
             print(f"  ! {name} failed to build/fit:\n{traceback.format_exc()}", file=sys.stderr)
 
+    counters[BASELINE] = PassCounter(model)  # after the copies above, so they do not inherit its hooks
     # passes per input counted on a few images (doubles as every method's warm-up)
     measured: dict[str, tuple[float, float]] = {}
     xb = x[:min(bs, 16)]

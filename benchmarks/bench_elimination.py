@@ -2,7 +2,8 @@
 
 Same backdoored model (the profile's BadNets zoo model), same defender clean data, same incoming
 pool (evaluation.incoming_pool: what BeniFul mines suspicious inputs from), same device. Each
-eliminator runs with its defaults (the settings table3 uses) unless ``--param`` overrides them.
+eliminator runs with its defaults plus the profile's budget (beniful.notebook.QUICK_BUDGET: the
+settings table3 uses), then ``--param`` overrides.
 Reports the median wall time over interleaved repeats, its ratio to fine-tuning (FT), and ACC/ASR
 after repair on the held-out evaluation half, so a fast but ineffective method is visible.
 
@@ -28,7 +29,7 @@ from beniful.training import evaluate
 from beniful.zoo import TrainedModel
 
 from benchmarks._common import (accepts, base_parser, median, parse_params, print_table, rotate, save, select, setup,
-                                factory_of, smoke_overrides, timed)
+                                factory_of, profile_params, smoke_overrides, timed)
 
 BASELINE = "ft"
 #: --quick: shrink every iteration count a method exposes (smoke run; timings not comparable)
@@ -52,6 +53,7 @@ def main(argv: Sequence[str] | None = None, tm: TrainedModel | None = None) -> p
     args = parser().parse_args(argv)
     st = setup(args)
     params = parse_params(args.param)
+    budget = profile_params(st.profile.name, "eliminators")
     names = select(args.eliminators, eliminators.available(), "eliminator")
     print(st.header("elimination wall time"))
     if tm is None:
@@ -65,7 +67,7 @@ def main(argv: Sequence[str] | None = None, tm: TrainedModel | None = None) -> p
           f"evaluation {len(x_eval)}; eliminators: {', '.join(names) or 'none registered'}")
 
     def kwargs(name: str) -> dict[str, Any]:
-        kw: dict[str, Any] = {"seed": args.seed, "device": str(st.device)}
+        kw: dict[str, Any] = {"seed": args.seed, "device": str(st.device), **budget.get(name, {})}
         factory = factory_of(eliminators.ELIMINATORS, name)
         if args.quick:
             kw.update(smoke_overrides(name, factory, SMOKE))

@@ -7,11 +7,15 @@ its ratio to plain inference, the forward passes per input it declares, and the 
 counted by hooks on the model's first and last parameterised layers.
 
     python benchmarks/bench_detection.py [--profile quick] [--device cpu] [--repeats 3] [--quick]
-    python benchmarks/bench_detection.py --param strip.n=100     # override a detector's default
+    python benchmarks/bench_detection.py --param strip.n_overlays=50     # override a detector's setting
 
-Each detector runs with its defaults plus the profile's budget (beniful.notebook.QUICK_BUDGET, the
-settings table2 uses), then ``--param``. Acceptance (issue 6, CPU, quick model): BeniFul >= 0.6 of plain inference, >= 5x SCALE-UP,
->= 50x STRIP. Fitting (VAE training, calibration) is not timed here; it is reported separately.
+Each detector runs at its defaults (its paper's settings; ``settings=defaults``) and, where the
+profile's budget (beniful.notebook.QUICK_BUDGET: what table2 runs, e.g. STRIP with fewer overlays)
+changes it, also at the budgeted settings (``settings=budget``); ``--param`` overrides both.
+
+Acceptance (issue 6, CPU, quick model; methods at their paper settings): BeniFul >= 0.6 of plain
+inference, >= 5x SCALE-UP, >= 50x STRIP (N = 100 overlays). Fitting (VAE training, calibration)
+is not timed here; its time is reported separately (``fit_seconds``).
 """
 from __future__ import annotations
 
@@ -54,6 +58,8 @@ def parser():
     p.add_argument("--detectors", default=None, help="comma list (default: every registered detector)")
     p.add_argument("--param", action="append", default=[], metavar="METHOD.KEY=VALUE",
                    help="detector keyword override, repeatable")
+    p.add_argument("--no-budget", action="store_true",
+                   help="ignore the profile's per-method budget: every detector at its defaults only")
     return p
 
 
@@ -135,25 +141,31 @@ def main(argv: Sequence[str] | None = None, tm: TrainedModel | None = None) -> p
           f"{n} images, batch {bs}; detectors: {', '.join(names) or 'none registered'}")
 
     runners: dict[str, Callable[[Tensor], Any]] = {BASELINE: lambda xi: plain_inference(model, xi, bs, st.device)}
-    info: dict[str, dict[str, Any]] = {BASELINE: {"forward_passes": 1.0, "fit_seconds": 0.0, "params": ""}}
+    info: dict[str, dict[str, Any]] = {BASELINE: {"detector": BASELINE, "settings": "defaults", "forward_passes": 1.0,
+                                                  "fit_seconds": 0.0, "params": ""}}
     errors: dict[str, str] = {}
     counters: dict[str, PassCounter] = {}
+    keys: list[str] = [BASELINE]
     for name in names:
-        try:
-            det_model = copy.deepcopy(model)
-            counters[name] = PassCounter(det_model)
-            kw = dict(budget.get(name, {}))
-            if args.quick:
-                kw.update(smoke_overrides(name, factory_of(detectors.DETECTORS, name), SMOKE))
-            kw.update(params.get(name, {}))
-            det = detectors.build(name, seed=args.seed, device=str(st.device), batch_size=bs, **kw)
-            det.fit(det_model, clean)
-            runners[name] = det.score
-            info[name] = {"forward_passes": float(det.forward_passes), "fit_seconds": det.fit_seconds,
-                          "params": repr(det.params())}
-        except Exception as exc:  # a detector still being written must not stop the others
-            errors[name] = f"{type(exc).__name__}: {exc}"
-            print(f"  ! {name} failed to build/fit:\n{traceback.format_exc()}", file=sys.stderr)
+        for settings, base_kw in variants(name, budget, args):
+            key = name if settings == "defaults" else f"{name}@{settings}"
+            keys.append(key)
+            info[key] = {"detector": name, "settings": settings}
+            try:
+                det_model = copy.deepcopy(model)
+                counters[key] = PassCounter(det_model)
+                kw = dict(base_kw)
+                if args.quick:
+                    kw.update(smoke_overrides(name, factory_of(detectors.DETECTORS, name), SMOKE))
+                kw.update(params.get(name, {}))
+                det = detectors.build(name, seed=args.seed, device=str(st.device), batch_size=bs, **kw)
+                det.fit(det_model, clean)
+                runners[key] = det.score
+                info[key].update({"forward_passes": float(det.forward_passes), "fit_seconds": det.fit_seconds,
+                                  "params": repr(det.params())})
+            except Exception as exc:  # a detector still being written must not stop the others
+                errors[key] = f"{type(exc).__name__}: {exc}"
+                print(f"  ! {key} failed to build/fit:\n{traceback.format_exc()}", file=sys.stderr)
 
     counters[BASELINE] = PassCounter(model)  # after the copies above, so they do not inherit its hooks
     # passes per input counted on a few images (doubles as every method's warm-up)
@@ -186,43 +198,63 @@ def main(argv: Sequence[str] | None = None, tm: TrainedModel | None = None) -> p
     base = median(secs.get(BASELINE, []))
     base_ips = n / base if base == base and base > 0 else float("nan")
     rows = []
-    for name in [BASELINE, *names]:
-        s = median(secs.get(name, []))
+    for key in keys:
+        s = median(secs.get(key, []))
         ips = n / s if s == s and s > 0 else float("nan")
-        first, last = measured.get(name, (float("nan"), float("nan")))
-        rows.append({**st.columns(), "attack": tm.attack_name, "detector": name, "batch_size": bs, "n_images": n,
-                     "min_time": min_time,
+        first, last = measured.get(key, (float("nan"), float("nan")))
+        meta = info[key]
+        rows.append({**st.columns(), "attack": tm.attack_name, "detector": meta["detector"],
+                     "settings": meta["settings"], "batch_size": bs, "n_images": n, "min_time": min_time,
                      "seconds": s, "images_per_second": ips, "ratio_vs_plain": ips / base_ips,
-                     "forward_passes": info.get(name, {}).get("forward_passes", float("nan")),
+                     "forward_passes": meta.get("forward_passes", float("nan")),
                      "measured_passes_first_layer": first, "measured_passes_last_layer": last,
-                     "fit_seconds": info.get(name, {}).get("fit_seconds", float("nan")),
-                     "detector_params": info.get(name, {}).get("params", ""), "error": errors.get(name, "")})
+                     "fit_seconds": meta.get("fit_seconds", float("nan")),
+                     "detector_params": meta.get("params", ""), "error": errors.get(key, "")})
     df = pd.DataFrame(rows)
     print()
-    print_table(df, ["detector", "images_per_second", "ratio_vs_plain", "forward_passes",
+    print_table(df, ["detector", "settings", "images_per_second", "ratio_vs_plain", "forward_passes",
                      "measured_passes_first_layer", "measured_passes_last_layer", "fit_seconds", "error"])
     acceptance(df)
     save(df, st, "bench_detection")
     return df
 
 
+def variants(name: str, budget: dict[str, dict[str, Any]], args: Any) -> list[tuple[str, dict[str, Any]]]:
+    """Settings to time a detector with: its defaults (its paper's settings, which the acceptance
+    is defined on) and, when the profile's budget changes it, the budgeted settings table2 runs.
+    A --quick smoke run times only the budgeted one; --no-budget only the defaults."""
+    b = {} if args.no_budget else dict(budget.get(name, {}))
+    out: list[tuple[str, dict[str, Any]]] = []
+    if not b or not args.quick:
+        out.append(("defaults", {}))
+    if b:
+        out.append(("budget", b))
+    return out
+
+
 def acceptance(df: pd.DataFrame) -> dict[str, bool]:
-    """Print issue 6's CPU acceptance checks for the methods present; returns {check: passed}."""
-    ips = dict(zip(df["detector"], df["images_per_second"]))
+    """Print issue 6's CPU acceptance checks (each method at its default settings, i.e. its
+    paper's, where measured; else the budgeted run, flagged); returns {method: passed}."""
+    ips: dict[str, tuple[float, str]] = {}
+    for row in df.itertuples():
+        v = float(row.images_per_second)
+        if v == v and (row.detector not in ips or row.settings == "defaults"):
+            ips[row.detector] = (v, row.settings)
     out: dict[str, bool] = {}
-    b = ips.get("beniful", float("nan"))
-    if b != b:
+    if "beniful" not in ips:
         print("acceptance: no BeniFul measurement")
         return out
+    b = ips["beniful"][0]
     print("acceptance (issue 6):")
     for other, need in ACCEPTANCE:
-        o = ips.get(other, float("nan"))
-        if o != o:
+        if other not in ips:
             print(f"  beniful vs {other}: not measured")
             continue
+        o, settings = ips[other]
         ratio = b / o
         out[other] = ratio >= need
-        print(f"  beniful / {other} = {ratio:,.3g}  (need >= {need:g}): {'PASS' if out[other] else 'FAIL'}")
+        note = "" if settings == "defaults" else f"  [{other} at its {settings} settings, not its paper's]"
+        print(f"  beniful / {other} = {ratio:,.3g}  (need >= {need:g}): {'PASS' if out[other] else 'FAIL'}{note}")
     return out
 
 

@@ -103,19 +103,22 @@ def main(argv: Sequence[str] | None = None, tm: TrainedModel | None = None) -> p
         after = evaluate(last[name][1], x_eval, y_eval, tm.attack) if name in last else {"acc": float("nan"),
                                                                                           "asr": float("nan")}
         elim = last[name][0] if name in last else None
-        rows.append({**st.columns(), "attack": tm.attack_name, "eliminator": name, "wall_seconds": s,
-                     "repair_wall_seconds": median(inner[name]), "ratio_vs_ft": s / base if base == base else float("nan"),
+        rows.append({**st.columns(), "attack": tm.attack_name, "eliminator": name,
+                     "settings": "budget" if budget.get(name) else "defaults", "wall_seconds": s,
+                     "repair_wall_seconds": median(inner[name]),
+                     "ratio_vs_ft": s / base if base == base else float("nan"),
                      "acc_before": before["acc"], "asr_before": before["asr"], "acc": after["acc"], "asr": after["asr"],
                      "n_clean": len(clean), "n_pool": len(x_pool),
                      "eliminator_params": repr(elim.params()) if elim is not None else "",
                      "error": errors.get(name, "")})
     df = pd.DataFrame(rows, columns=list(st.columns()) + [
-        "attack", "eliminator", "wall_seconds", "repair_wall_seconds", "ratio_vs_ft", "acc_before", "asr_before",
+        "attack", "eliminator", "settings", "wall_seconds", "repair_wall_seconds", "ratio_vs_ft", "acc_before",
+        "asr_before",
         "acc", "asr", "n_clean", "n_pool", "eliminator_params", "error"])
     print()
     if BASELINE not in names or base != base:
         print(f"(no {BASELINE.upper()} measurement: ratio_vs_ft is NaN)")
-    print_table(df, ["eliminator", "wall_seconds", "ratio_vs_ft", "acc", "asr", "error"])
+    print_table(df, ["eliminator", "settings", "wall_seconds", "ratio_vs_ft", "acc", "asr", "error"])
     save(df, st, "bench_elimination")
     return df
 

@@ -251,12 +251,13 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
                      "compile": cfg.compile and path == "fast" and st.device.type == "cuda",
                      "workers": args.workers if path == "plain" else 0, "error": errors.get(path, "")})
     df = pd.DataFrame(rows)
-    plain_ips = df.loc[df["path"] == label["plain"], "images_per_second"] if "plain" in paths else pd.Series([])
+    plain_ips = df.loc[df["path"] == label["plain"], "images_per_second"]
     base = float(plain_ips.iloc[0]) if len(plain_ips) else float("nan")
     df.insert(df.columns.get_loc("images_per_second") + 1, "ratio_vs_plain", df["images_per_second"] / base)
     print()
-    df["data_ratio_vs_plain"] = df["data_images_per_second"] / (
-        float(df.loc[df["path"] == label["plain"], "data_images_per_second"].iloc[0]) if "plain" in paths else float("nan"))
+    plain_data = df.loc[df["path"] == label["plain"], "data_images_per_second"]
+    df["data_ratio_vs_plain"] = df["data_images_per_second"] / (float(plain_data.iloc[0]) if len(plain_data) else
+                                                                 float("nan"))
     print_table(df, ["path", "images_per_second", "ratio_vs_plain", "seconds_per_epoch", "timed_epochs",
                      "minutes_100_epochs_full_size", "data_images_per_second", "data_ratio_vs_plain", "error"])
     if "fast" in paths and st.device.type == "cuda" and st.dataset == "cifar10" and width == 64:

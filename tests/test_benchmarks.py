@@ -92,7 +92,8 @@ def test_bench_detection_counts_passes_and_records_errors(tiny_tm, tmp_path, mon
     fakes = {"three_pass": _ThreePass, "broken": _Broken}
     monkeypatch.setattr(detectors, "available", lambda: sorted(fakes))
     monkeypatch.setattr(detectors, "build", lambda name, **kw: fakes[name](**kw))
-    df = bench_detection.main(_common_args(tmp_path) + ["--n", "48", "--batch-size", "16", "--min-time", "0.05"], tm=tiny_tm)
+    args = _common_args(tmp_path) + ["--n", "48", "--batch-size", "16", "--min-time", "0.05"]
+    df = bench_detection.main(args, tm=tiny_tm)
     csv = _read(tmp_path, "mnist5k", "bench_detection")
     assert DETECTION_COLUMNS <= set(csv.columns)
     assert list(csv["detector"]) == ["plain", "broken", "three_pass"]
@@ -110,7 +111,7 @@ def test_bench_detection_counts_passes_and_records_errors(tiny_tm, tmp_path, mon
 def test_bench_detection_runs_every_registered_detector(tiny_tm, tmp_path) -> None:
     names = detectors.available()
     df = bench_detection.main(_common_args(tmp_path) + ["--n", "8", "--batch-size", "8"], tm=tiny_tm)
-    assert list(df["detector"]) == ["plain", *names]
+    assert list(dict.fromkeys(df["detector"])) == ["plain", *names]
     assert DETECTION_COLUMNS <= set(_read(tmp_path, "mnist5k", "bench_detection").columns)
     failed = {r.detector: r.error for r in df.itertuples() if r.error}
     assert not failed, f"detectors failed in the benchmark: {failed}"
@@ -209,3 +210,20 @@ def test_accepts_follows_kwargs_forwarding_only() -> None:
     table = {"*": {"epochs": 1}, "closed": {"iterations": 2, "missing": 0}}
     assert _common.smoke_overrides("closed", Closed, table) == {"iterations": 2}
     assert _common.smoke_overrides("forwards", Forwards, table) == {"epochs": 1}
+
+
+def test_detection_variants_and_acceptance_use_paper_settings() -> None:
+    from argparse import Namespace
+
+    budget = {"strip": {"n_overlays": 20}}
+    full = Namespace(quick=False, no_budget=False)
+    assert bench_detection.variants("strip", budget, full) == [("defaults", {}), ("budget", {"n_overlays": 20})]
+    assert bench_detection.variants("beniful", budget, full) == [("defaults", {})]
+    assert bench_detection.variants("strip", budget, Namespace(quick=True, no_budget=False)) == [
+        ("budget", {"n_overlays": 20})]
+    assert bench_detection.variants("strip", budget, Namespace(quick=False, no_budget=True)) == [("defaults", {})]
+    df = pd.DataFrame({"detector": ["plain", "beniful", "strip", "strip", "scale_up"],
+                       "settings": ["defaults", "defaults", "defaults", "budget", "defaults"],
+                       "images_per_second": [120.0, 100.0, 1.5, 6.0, 25.0]})
+    # STRIP is judged at its paper N (1.5 images/s: 67x), not the budgeted 6 images/s (17x)
+    assert bench_detection.acceptance(df) == {"plain": True, "scale_up": False, "strip": True}

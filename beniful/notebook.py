@@ -48,15 +48,27 @@ _REGISTRIES = {"attacks": attacks_mod, "detectors": detectors_mod, "eliminators"
 #: notebooks within 20 minutes on 2 cores). They apply only when ``profile == "quick"``; the paper
 #: profile runs every method with its defaults (its paper's settings). Listed on the book's setup page.
 QUICK_BUDGET: dict[str, dict[str, dict[str, Any]]] = {
-    # STRIP's paper uses N=100 overlays: ~3 images/s on one CPU core for the quick model
-    "detectors": {"strip": {"n_overlays": 20}},
-    # ANP's 2,000 mask-search iterations take minutes per model on a CPU
-    "eliminators": {"anp": {"iterations": 200}},
+    "detectors": {
+        # VAE training is BeniFul's whole fitting cost; 40 epochs over ~140 clean feature maps
+        "beniful": {"vae_epochs": 40},
+        # STRIP's paper uses N=100 overlays: ~3 images/s on one CPU core for the quick model
+        "strip": {"n_overlays": 20},
+    },
+    "eliminators": {
+        # every fine-tuning defense gets BeniFul's budget of 20 epochs over the clean data
+        "beniful": {"detector_kwargs": {"vae_epochs": 40}},
+        "ft": {"epochs": 20},
+        "fp": {"epochs": 20},
+        "nad": {"teacher_epochs": 5, "epochs": 15},
+        # ANP's 2,000 mask-search iterations and I-BAU's 5 rounds take minutes per model on a CPU
+        "anp": {"iterations": 100},
+        "ibau": {"rounds": 2},
+    },
 }
 
 #: Test images scored per attack in the quick profile's detection table (stratified; the natural mix
 #: is these clean images plus the triggered copies of their non-target ones). None = all of them.
-QUICK_DETECTION_TEST_IMAGES: int | None = 400
+QUICK_DETECTION_TEST_IMAGES: int | None = 200
 
 #: The middle layers of the package's PreAct-ResNet-18, shallow to deep.
 LAYERS: tuple[str, ...] = ("layer1", "layer2", "layer3", "layer4")

@@ -1,0 +1,141 @@
+"""BeniFul elimination on the tiny planted case of conftest.py (a backdoor learned from 10% poison).
+
+What is checked: the form grammar and bad values are rejected with the valid ones named; ``repair``
+returns a new model and leaves its argument alone; the suspicious set is exactly what the BeniFul
+detector (fitted on the same clean data) flags in the pool; the transplanted-trigger feature
+distance removes the learned backdoor while plain fine-tuning with the same optimiser does not.
+"""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from beniful import eliminators
+from beniful.detectors.beniful import BeniFulDetector
+from beniful.eliminators.beniful import TERMS, BeniFulEliminator, parse_form
+
+LAYER = "stage1"
+DET = {"vae_epochs": 30, "latent_dim": 16, "augment": 0}
+
+
+@pytest.fixture(scope="module")
+def pool(baseline_data: SimpleNamespace) -> SimpleNamespace:
+    """Incoming unlabelled inputs: 160 clean test images, then 40 triggered non-target ones."""
+    d = baseline_data
+    x, y = d.x_test, d.y_test
+    trig = d.trigger(x[160:][y[160:] != d.target][:40])
+    return SimpleNamespace(x=torch.cat([x[:160], trig]), is_trig=torch.arange(160 + len(trig)) >= 160)
+
+
+@pytest.fixture(scope="module")
+def detector(baseline_poisoned, baseline_data) -> BeniFulDetector:
+    import copy
+
+    return BeniFulDetector(layer=LAYER, seed=0, device="cpu", **DET).fit(copy.deepcopy(baseline_poisoned),
+                                                                         baseline_data.clean)
+
+
+def _state(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_registered_with_its_defaults():
+    el = eliminators.build("beniful")
+    assert isinstance(el, BeniFulEliminator)
+    assert el.terms == parse_form(el.form)
+
+
+@pytest.mark.parametrize("form, terms", [("a", {"a"}), ("a+t", {"a", "t"}), ("c+b", {"b", "c"}),
+                                         ("a+b+c+t", set(TERMS))])
+def test_parse_form_accepts_plus_joined_terms(form, terms):
+    assert parse_form(form) == terms
+
+
+@pytest.mark.parametrize("form", ["", "d", "a+", "a+a", "A", "a t", None, 1])
+def test_parse_form_rejects_and_names_valid_terms(form):
+    with pytest.raises(ValueError) as err:
+        BeniFulEliminator(form=form)
+    assert "a, b, c, t" in str(err.value)
+
+
+@pytest.mark.parametrize("kw", [{"lam": -1}, {"relabel": -0.5}, {"transplant_ce": float("nan")}, {"margin": -1},
+                                {"weight_decay": -1}, {"momentum": 1.0}, {"crop_padding": -1}, {"layer": ""},
+                                {"epochs": -1}, {"lr": 0}, {"lam": True}])
+def test_rejects_bad_parameters(kw):
+    with pytest.raises(ValueError, match=next(iter(kw)) if next(iter(kw)) != "layer" else "layer"):
+        BeniFulEliminator(**kw)
+
+
+def test_unknown_layer_is_rejected_at_repair(baseline_poisoned, baseline_data):
+    with pytest.raises(ValueError, match="layer9"):
+        BeniFulEliminator(layer="layer9", epochs=1, device="cpu").repair(baseline_poisoned, baseline_data.clean)
+
+
+def test_repair_returns_new_model_and_leaves_argument_untouched(baseline_poisoned, baseline_data, pool, detector):
+    before = _state(baseline_poisoned)
+    grads = [p.requires_grad for p in baseline_poisoned.parameters()]
+    el = BeniFulEliminator(layer=LAYER, epochs=2, device="cpu", detector=detector)
+    fixed = el.repair(baseline_poisoned, baseline_data.clean, pool=pool.x)
+    assert fixed is not baseline_poisoned and not fixed.training
+    for k, v in baseline_poisoned.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    assert [p.requires_grad for p in baseline_poisoned.parameters()] == grads
+    assert any(not torch.equal(v, before[k]) for k, v in fixed.state_dict().items() if v.is_floating_point())
+    assert el.wall_seconds > 0
+
+
+def test_suspicious_set_is_the_detectors_flags_on_the_pool(baseline_poisoned, baseline_data, pool, detector):
+    flags = detector.predict(pool.x)
+    el = BeniFulEliminator(layer=LAYER, epochs=0, device="cpu", detector=detector, target_filter=False)
+    el.repair(baseline_poisoned, baseline_data.clean, pool=pool.x)
+    assert torch.equal(el.suspicious_mask, flags) and el.n_suspicious == int(flags.sum())
+    # most triggered pool inputs are found (the detector works on this case) ...
+    assert float(flags[pool.is_trig].float().mean()) >= 0.8
+    # ... and the target filter keeps only flagged inputs sent to the inferred target class
+    el = BeniFulEliminator(layer=LAYER, epochs=0, device="cpu", detector=detector, target_filter=True)
+    el.repair(baseline_poisoned, baseline_data.clean, pool=pool.x)
+    assert el.inferred_target == baseline_data.target
+    assert not (el.suspicious_mask & ~flags).any()
+    assert float(pool.is_trig[el.suspicious_mask].float().mean()) >= float(pool.is_trig[flags].float().mean())
+
+
+def test_without_a_pool_it_warns_and_finds_nothing(baseline_poisoned, baseline_data, detector):
+    el = BeniFulEliminator(layer=LAYER, epochs=1, device="cpu", detector=detector)
+    with pytest.warns(UserWarning, match="pool"):
+        el.repair(baseline_poisoned, baseline_data.clean)
+    assert el.n_suspicious == 0 and el.trigger_estimate is None
+
+
+def test_feature_distance_removes_the_learned_backdoor(baseline_poisoned, baseline_data, pool, detector):
+    """Only the transplanted-trigger feature distance (no relabel, no transplanted CE) against the
+    same optimiser without it (lam=0): the distance term is what removes the backdoor."""
+    d = baseline_data
+    asr0 = d.asr(baseline_poisoned, d.x_test, d.y_test)
+    assert asr0 > 0.9
+    common = {"layer": LAYER, "form": "t", "epochs": 3, "relabel": 0.0, "transplant_ce": 0.0, "device": "cpu",
+              "detector": detector}
+    plain = BeniFulEliminator(lam=0.0, **common).repair(baseline_poisoned, d.clean, pool=pool.x)
+    el = BeniFulEliminator(lam=5.0, **common)
+    fixed = el.repair(baseline_poisoned, d.clean, pool=pool.x)
+    assert el.trigger_estimate is not None
+    asr_plain, asr_fixed = d.asr(plain, d.x_test, d.y_test), d.asr(fixed, d.x_test, d.y_test)
+    assert asr_fixed < 0.1 and asr_fixed < asr_plain - 0.3, (asr_fixed, asr_plain)
+    assert d.accuracy(fixed, d.x_test, d.y_test) > 0.85
+
+
+def test_default_form_removes_the_learned_backdoor(baseline_poisoned, baseline_data, pool, detector):
+    d = baseline_data
+    fixed = BeniFulEliminator(layer=LAYER, epochs=15, device="cpu", detector=detector).repair(
+        baseline_poisoned, d.clean, pool=pool.x)
+    assert d.asr(fixed, d.x_test, d.y_test) < 0.1
+    assert d.accuracy(fixed, d.x_test, d.y_test) > 0.85
+
+
+def test_is_deterministic_in_seed(baseline_poisoned, baseline_data, pool, detector):
+    a = BeniFulEliminator(layer=LAYER, epochs=2, seed=3, device="cpu", detector=detector).repair(
+        baseline_poisoned, baseline_data.clean, pool=pool.x)
+    b = BeniFulEliminator(layer=LAYER, epochs=2, seed=3, device="cpu", detector=detector).repair(
+        baseline_poisoned, baseline_data.clean, pool=pool.x)
+    assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())

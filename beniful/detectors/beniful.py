@@ -74,6 +74,7 @@ class BeniFulDetector(Detector):
         self.consistency, self.r_weight, self.c_weight = consistency, float(r_weight), float(c_weight)
         self.augment = augment
         self.vae: FeatureVAE | None = None
+        self.input_shape: tuple[int, ...] | None = None
         self.vae_history: list[float] = []
         self.batched = True
         #: (median, scale) of log r and log c on held-out clean inputs
@@ -111,8 +112,13 @@ class BeniFulDetector(Detector):
 
     def _fit(self, x: Tensor, y: Tensor) -> None:
         check_layer(self.model, self.layer)
+        self.input_shape = tuple(x.shape[1:])
         feats = self.middle_features(self._augmented(x))
-        self.vae = FeatureVAE(tuple(feats.shape[1:]), self.latent_dim).to(self.device)
+        # the VAE's initial weights come from the detector's seed, not from whatever the global RNG
+        # holds: two fits with the same seed and data give the same detector
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed + 17)
+            self.vae = FeatureVAE(tuple(feats.shape[1:]), self.latent_dim).to(self.device)
         with torch.enable_grad():
             self.vae_history = train_vae(self.vae, feats, epochs=self.vae_epochs, lr=self.vae_lr,
                                          batch_size=self.vae_batch_size, beta=self.beta, seed=self.seed,
@@ -131,12 +137,18 @@ class BeniFulDetector(Detector):
         ``pred_rec`` = argmax g(h_hat(x)) (used by the eliminator and the figures)."""
         self._require_fit()
         check_images(x)
+        self._check_shape(x)
         out: dict[str, list[Tensor]] = {"r": [], "c": [], "pred": [], "pred_rec": []}
         for s in batches(len(x), self.batch_size):
             r, c, p, pr = self._raw(x[s].to(self.device))
             for k, v in zip(("r", "c", "pred", "pred_rec"), (r, c, p, pr)):
                 out[k].append(v.cpu())
         return {k: torch.cat(v) if v else torch.empty(0) for k, v in out.items()}
+
+    def _check_shape(self, x: Tensor) -> None:
+        """Inputs must look like the clean data the VAE was fitted on (else the model fails deep inside)."""
+        if self.input_shape is not None and tuple(x.shape[1:]) != self.input_shape:
+            raise ValueError(f"inputs have shape {tuple(x.shape[1:])} but the clean data had {self.input_shape}")
 
     def _raw(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         assert self.vae is not None
@@ -186,5 +198,6 @@ class BeniFulDetector(Detector):
     def _score(self, x: Tensor) -> Tensor:
         if not self.stats:
             raise RuntimeError("BeniFul detector is not calibrated: call .fit(model, clean)")
+        self._check_shape(x)
         r, c, _, _ = self._raw(x)
         return self._combine(r, c)

@@ -5,6 +5,7 @@
 # CSVs to results/paper/cifar10/; the quick ones are left as they are).
 
 SHELL := /bin/bash
+comma := ,
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
 
@@ -15,6 +16,9 @@ STAMP := $(VENV)/.beniful-installed
 
 PROFILE ?= quick
 DATASET ?=
+# SEEDS=0,1,2: every notebook over those seeds (tables written as <name>_seeds0-1-2.csv beside the
+# single-seed ones; executed notebooks in notebooks/runs/<profile>_<dataset>_seeds0-1-2/)
+SEEDS ?=
 
 # one model cache, data root and results tree per checkout, whatever the kernel's cwd
 export BENIFUL_CACHE := $(CURDIR)/.cache
@@ -28,12 +32,12 @@ BOOK_NOTEBOOKS := $(sort $(wildcard book/*.ipynb))
 
 # quick + default dataset: run in place (these are the committed notebooks);
 # anything else: beside them in notebooks/runs/<profile>_<dataset>/
-ifeq ($(PROFILE)$(DATASET),quick)
+ifeq ($(PROFILE)$(DATASET)$(SEEDS),quick)
   RUN_DIR := notebooks
   PM_PARAMS :=
 else
-  RUN_DIR := notebooks/runs/$(PROFILE)_$(or $(DATASET),default)
-  PM_PARAMS := -p profile $(PROFILE) $(if $(DATASET),-p dataset $(DATASET))
+  RUN_DIR := notebooks/runs/$(PROFILE)_$(or $(DATASET),default)$(if $(SEEDS),_seeds$(subst $(comma),-,$(SEEDS)))
+  PM_PARAMS := -p profile $(PROFILE) $(if $(DATASET),-p dataset $(DATASET)) $(if $(SEEDS),-p seed $(SEEDS))
 endif
 
 .PHONY: help install reproduce notebooks book-notebooks book test unit nbval clean-book $(RUN_TARGETS)

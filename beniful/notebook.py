@@ -29,7 +29,7 @@ from .utils import batches, check_layer, resolve_device
 __all__ = [
     "PLANNED", "QUICK_BUDGET", "Run", "setup", "choose", "pending", "method_params", "kwargs_note", "detection_test_images", "test_subset",
     "QUICK_DETECTION_TEST_IMAGES", "repo_root", "results_root", "data_root", "display_path", "style", "palette",
-    "write_table", "show_table", "glue", "pending_note", "layer_features", "pca_2d", "plot_trigger_grid",
+    "write_table", "table_name", "seed_table", "qualitative_detection", "qualitative_elimination", "show_table", "glue", "pending_note", "layer_features", "pca_2d", "plot_trigger_grid",
     "plot_feature_pca", "plot_metric_bars", "sanitize", "separation", "collect_results", "describe_provenance",
     "claims_table", "parameter_table", "default_of",
 ]
@@ -343,9 +343,16 @@ def palette(names: Sequence[str]) -> dict[str, tuple[float, float, float]]:
 # ---------------------------------------------------------------------------------------------
 # Tables
 
+def table_name(run: Run, name: str) -> str:
+    """``name`` for the default seed 0, ``name_seeds0-1-2`` for any other seed list, so a multi-seed
+    run writes beside the single-seed table instead of over it."""
+    return name if run.seeds == [0] else f"{name}_seeds{'-'.join(str(s) for s in run.seeds)}"
+
+
 def write_table(df: Any, run: Run, name: str) -> Path:
-    """Write ``df`` to ``results/<profile>/<dataset>/<name>.csv`` (via :func:`beniful.results.write_table`)."""
-    return results.write_table(df, run.profile, run.dataset, name, root=results_root())
+    """Write ``df`` to ``results/<profile>/<dataset>/<name>.csv`` (via :func:`beniful.results.write_table`);
+    runs over seeds other than ``[0]`` get the suffix of :func:`table_name`."""
+    return results.write_table(df, run.profile, run.dataset, table_name(run, name), root=results_root())
 
 
 def show_table(df: Any, percent: Sequence[str] = (), digits: int = 1, caption: str | None = None):
@@ -360,6 +367,65 @@ def show_table(df: Any, percent: Sequence[str] = (), digits: int = 1, caption: s
     if caption:
         html = f"<p><em>{caption}</em></p>" + html
     return HTML(html)
+
+
+def seed_table(df: Any, index: str, columns: str, values: Sequence[str], percent: bool = True,
+               digits: int = 1) -> Any:
+    """Wide table of ``values`` per ``index`` x ``columns``: the mean over seeds, written
+    ``mean ± std`` when the rows hold more than one seed (std over seeds, ddof 0), in % when
+    ``percent``. Column names are ``"<value> <column>"``; row order is first appearance."""
+    import pandas as pd
+
+    n_seeds = df["seed"].nunique() if "seed" in df else 1
+    scale = 100.0 if percent else 1.0
+    g = df.groupby([index, columns], sort=False)[list(values)]
+    mean, std = g.mean() * scale, g.std(ddof=0) * scale
+
+    def cell(m: float, s: float) -> str:
+        if m != m:
+            return "–"
+        return f"{m:.{digits}f}" if n_seeds < 2 else f"{m:.{digits}f} ± {s:.{digits}f}"
+
+    out = pd.DataFrame({v: [cell(m, sd) for m, sd in zip(mean[v], std[v])] for v in values}, index=mean.index)
+    wide = out.unstack(columns)
+    order_cols = list(dict.fromkeys(df[columns]))
+    wide = wide.reindex(columns=[(v, c) for v in values for c in order_cols])
+    wide.columns = [f"{v} {c}" for v, c in wide.columns]
+    return wide.reindex(list(dict.fromkeys(df[index]))).reset_index()
+
+
+def _fact(text: str, ok: bool | None, value: str) -> str:
+    mark = "not measured" if ok is None else ("yes" if ok else "no")
+    return f"- {text}: {mark}" + (f" ({value})" if value else "")
+
+
+def qualitative_detection(table: Any, min_auroc: float = 0.9) -> str:
+    """The baselines' known qualitative behaviour (issue 4) as measured in a table2 frame: STRIP and
+    SCALE-UP detect BadNets with AUROC >= ``min_auroc``; BeniFul has the best mean AUROC."""
+    mean = table.groupby(["detector", "attack"])["auroc"].mean()
+    lines = []
+    for det, name in (("strip", "STRIP"), ("scale_up", "SCALE-UP")):
+        v = mean.get((det, "badnets"))
+        lines.append(_fact(f"{name} detects BadNets (AUROC >= {min_auroc:g})", None if v is None else v >= min_auroc,
+                           "" if v is None else f"AUROC {v:.3f}"))
+    per_det = table.groupby("detector")["auroc"].mean().sort_values(ascending=False)
+    if "beniful" in per_det and len(per_det) > 1:
+        lines.append(_fact("BeniFul has the highest mean AUROC over the attacks", per_det.index[0] == "beniful",
+                           ", ".join(f"{d} {v:.3f}" for d, v in per_det.items())))
+    return "\n".join(lines)
+
+
+def qualitative_elimination(table: Any, removed: float = 0.10) -> str:
+    """Known qualitative behaviour of fine-tuning (issue 4) as measured in a table3 frame: FT removes
+    BadNets (ASR <= ``removed``), and Blended survives FT better than BadNets does."""
+    asr = table.groupby(["eliminator", "attack"])["asr"].mean()
+    b, bl = asr.get(("ft", "badnets")), asr.get(("ft", "blended"))
+    lines = [_fact(f"FT removes BadNets (ASR <= {removed:g})", None if b is None else b <= removed,
+                   "" if b is None else f"ASR after FT {b:.3f}"),
+             _fact("Blended survives FT better than BadNets (higher ASR after FT)",
+                   None if b is None or bl is None else bl > b,
+                   "" if b is None or bl is None else f"Blended {bl:.3f} vs BadNets {b:.3f}")]
+    return "\n".join(lines)
 
 
 def glue(name: str, fig: Any) -> None:
@@ -563,8 +629,21 @@ def claims_table(profile: str = "quick", dataset: str | None = None, root: str |
     base = Path(root) if root is not None else results_root()
 
     def read(name: str) -> Any:
-        p = base / profile / dataset / f"{name}.csv"
-        return pd.read_csv(p) if p.is_file() else None
+        # the single-seed table or a multi-seed one (name_seeds0-1-2.csv): the one with most seeds
+        best, n_best = None, 0
+        for p in sorted((base / profile / dataset).glob(f"{name}*.csv")):
+            if p.stem != name and not p.stem.startswith(f"{name}_seeds"):
+                continue
+            df = pd.read_csv(p)
+            n = df["seed"].nunique() if "seed" in df else 1
+            if n > n_best:
+                best, n_best = df, n
+        return best
+
+    def spread(values: Any, fmt: str) -> str:
+        # mean, and +- std over seeds when there is more than one
+        mean = format(values.mean(), fmt)
+        return mean if len(values) < 2 else f"{mean} ± {format(values.std(ddof=0), fmt)}"
 
     rows = []
     t2, t3 = read("table2"), read("table3")
@@ -574,7 +653,7 @@ def claims_table(profile: str = "quick", dataset: str | None = None, root: str |
 
     if b2 is not None and len(b2):
         per = b2.groupby("attack", sort=False)["auroc"].mean()
-        ours = ", ".join(f"{a} {v:.3f}" for a, v in per.items())
+        ours = ", ".join(f"{a} {spread(g, '.3f')}" for a, g in b2.groupby("attack", sort=False)["auroc"])
         rows.append((CLAIMS[0]["claim"], ours, "yes" if (per >= 0.92).all() else f"{int((per >= 0.92).sum())}/{len(per)} attacks"))
         means = t2.groupby("detector")["auroc"].mean().sort_values(ascending=False)
         ours = ", ".join(f"{d} {v:.3f}" for d, v in means.items())
@@ -585,10 +664,11 @@ def claims_table(profile: str = "quick", dataset: str | None = None, root: str |
     if b3 is not None and len(b3) and {"asr_before", "acc_before"} <= set(b3.columns):
         drop = 1 - b3["asr"] / b3["asr_before"].clip(lower=1e-9)
         per = drop.groupby(b3["attack"], sort=False).mean()
-        ours = ", ".join(f"{a} {100 * v:.1f}%" for a, v in per.items())
+        ours = ", ".join(f"{a} {spread(100 * g, '.1f')}%" for a, g in drop.groupby(b3["attack"], sort=False))
         rows.append((CLAIMS[2]["claim"], ours, "yes" if (per > 0.95).all() else f"{int((per > 0.95).sum())}/{len(per)} attacks"))
-        loss = (b3["acc_before"] - b3["acc"]).groupby(b3["attack"], sort=False).mean()
-        ours = ", ".join(f"{a} {100 * v:+.1f}" for a, v in loss.items())
+        loss_all = b3["acc_before"] - b3["acc"]
+        loss = loss_all.groupby(b3["attack"], sort=False).mean()
+        ours = ", ".join(f"{a} {spread(100 * g, '+.1f')}" for a, g in loss_all.groupby(b3["attack"], sort=False))
         rows.append((CLAIMS[3]["claim"], ours, "yes" if (loss <= acc_loss).all() else f"{int((loss <= acc_loss).sum())}/{len(loss)} attacks"))
     else:
         rows += [(CLAIMS[2]["claim"], missing, "–"), (CLAIMS[3]["claim"], missing, "–")]

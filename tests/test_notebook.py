@@ -285,3 +285,50 @@ def test_detection_budget_and_stratified_test_subset() -> None:
     assert len(small.test) == 40 and len(tm.test) == 100 and small.train is tm.train
     assert torch.bincount(small.test.targets).tolist() == [4] * 10
     assert nb.test_subset(tm, None) is tm and nb.test_subset(tm, 500) is tm
+
+
+def test_multi_seed_runs_write_beside_the_single_seed_table(tmp_path: Path) -> None:
+    run = nb.setup(seed=[0, 1, 2], load_data=False, plot_style=False)
+    assert nb.table_name(run, "table2") == "table2_seeds0-1-2"
+    df = pd.DataFrame({"attack": ["badnets"], "auroc": [0.9], "seed": [0]})
+    path = nb.write_table(df, run, "table2")
+    assert path.name == "table2_seeds0-1-2.csv"
+    single = nb.setup(seed=0, load_data=False, plot_style=False)
+    assert nb.write_table(df, single, "table2").name == "table2.csv"
+    assert nb.table_name(nb.setup(seed=1, load_data=False, plot_style=False), "t") == "t_seeds1"
+
+
+def test_claims_table_prefers_the_multi_seed_table_and_shows_std(tmp_path: Path) -> None:
+    one = pd.DataFrame({"attack": ["badnets"], "detector": ["beniful"], "auroc": [0.5], "seed": [0]})
+    three = pd.DataFrame({"attack": ["badnets"] * 3, "detector": ["beniful"] * 3,
+                          "auroc": [0.96, 0.98, 1.0], "seed": [0, 1, 2]})
+    _plant(tmp_path, "quick", "mnist5k", "table2", one)
+    _plant(tmp_path, "quick", "mnist5k", "table2_seeds0-1-2", three)
+    ours = nb.claims_table("quick", "mnist5k").iloc[0, 1]
+    assert ours == "badnets 0.980 ± 0.016"
+    _plant(tmp_path, "quick", "mnist5k", "table2_other", one)  # not a seeds table: ignored
+    assert nb.claims_table("quick", "mnist5k").iloc[0, 1] == ours
+
+
+def test_seed_table_shows_mean_and_std_over_seeds() -> None:
+    df = pd.DataFrame({"attack": ["a", "a", "b", "b"], "detector": ["x"] * 4, "auroc": [0.9, 1.0, 0.5, 0.5],
+                       "seed": [0, 1, 0, 1]})
+    wide = nb.seed_table(df, "attack", "detector", ["auroc"])
+    assert list(wide.columns) == ["attack", "auroc x"]
+    assert list(wide["auroc x"]) == ["95.0 ± 5.0", "50.0 ± 0.0"]
+    one = nb.seed_table(df[df.seed == 0], "attack", "detector", ["auroc"])
+    assert list(one["auroc x"]) == ["90.0", "50.0"]
+
+
+def test_qualitative_facts_read_the_tables() -> None:
+    t2 = pd.DataFrame({"detector": ["strip", "scale_up", "beniful"], "attack": ["badnets"] * 3,
+                       "auroc": [0.95, 0.53, 1.0]})
+    text = nb.qualitative_detection(t2)
+    assert "STRIP detects BadNets (AUROC >= 0.9): yes (AUROC 0.950)" in text
+    assert "SCALE-UP detects BadNets (AUROC >= 0.9): no (AUROC 0.530)" in text
+    assert "highest mean AUROC over the attacks: yes" in text
+    assert "STRIP detects BadNets (AUROC >= 0.9): not measured" in nb.qualitative_detection(t2[t2.detector != "strip"])
+    t3 = pd.DataFrame({"eliminator": ["ft", "ft"], "attack": ["badnets", "blended"], "asr": [0.43, 0.9]})
+    text = nb.qualitative_elimination(t3)
+    assert "FT removes BadNets (ASR <= 0.1): no (ASR after FT 0.430)" in text
+    assert "Blended survives FT better than BadNets (higher ASR after FT): yes" in text

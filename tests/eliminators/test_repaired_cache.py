@@ -1,0 +1,54 @@
+"""Repaired models are cached (safetensors, keyed by model key + eliminator parameters + source) and
+reused; repairs that live in forward hooks (FP) and eliminators holding a fitted detector are not."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from beniful import cache, evaluation
+from beniful.eliminators.fp import FinePruning
+from beniful.eliminators.ft import FineTuning
+
+
+@pytest.fixture
+def tm(baseline_poisoned, baseline_data, tmp_path, monkeypatch):
+    monkeypatch.setenv("BENIFUL_CACHE", str(tmp_path))
+    return SimpleNamespace(key="tiny-poisoned", model=baseline_poisoned, clean_data=lambda: baseline_data.clean)
+
+
+def _refuse(*_a, **_k):
+    raise AssertionError("repair ran although the cache holds this repair")
+
+
+def test_second_repair_comes_from_the_cache(tm):
+    first = FineTuning(epochs=1, device="cpu")
+    a = evaluation.repaired_model(tm, first, None)
+    again = FineTuning(epochs=1, device="cpu")
+    again.repair = _refuse
+    b = evaluation.repaired_model(tm, again, None)
+    assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
+    assert again.wall_seconds == pytest.approx(first.wall_seconds) and not b.training
+    assert b is not tm.model
+
+
+def test_other_parameters_or_model_miss_the_cache(tm):
+    key = evaluation.repaired_key(tm, FineTuning(epochs=1, device="cpu"))
+    assert key != evaluation.repaired_key(tm, FineTuning(epochs=2, device="cpu"))
+    assert key != evaluation.repaired_key(SimpleNamespace(**{**vars(tm), "key": "other"}), FineTuning(epochs=1, device="cpu"))
+    assert key != evaluation.repaired_key(tm, FineTuning(epochs=1, device="cpu", seed=1))
+
+
+def test_hooked_repairs_are_not_cached(tm):
+    el = FinePruning(layer="stage2", epochs=1, device="cpu")
+    evaluation.repaired_model(tm, el, None)
+    assert cache.load(evaluation.repaired_key(tm, el), kind="repaired") is None
+
+
+def test_use_cache_false_always_repairs(tm):
+    evaluation.repaired_model(tm, FineTuning(epochs=1, device="cpu"), None)
+    el = FineTuning(epochs=1, device="cpu")
+    el.repair = _refuse
+    with pytest.raises(AssertionError, match="repair ran"):
+        evaluation.repaired_model(tm, el, None, use_cache=False)

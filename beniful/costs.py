@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-__all__ = ["PAPER_PASSES", "ACCEPTANCE", "COMMANDS", "bench_path", "load_bench", "bench_provenance",
+__all__ = ["PAPER_PASSES", "ACCEPTANCE", "COMMANDS", "bench_path", "load_bench", "command", "bench_provenance",
            "detection_costs", "elimination_costs", "acceptance", "plot_costs"]
 
 #: forward passes per input each paper states (low, high, as written); "plain" is one inference.
@@ -30,7 +30,8 @@ PAPER_PASSES: dict[str, tuple[float, float, str]] = {
 #: each method at its paper's settings (``settings == "defaults"`` rows of the benchmark CSV)
 ACCEPTANCE: tuple[tuple[str, float], ...] = (("plain", 0.6), ("scale_up", 5.0), ("strip", 50.0))
 
-#: the command that writes each CSV (``--profile``/``--dataset`` filled in by :func:`load_bench`)
+#: the command that writes each CSV (``--profile``/``--dataset`` filled in by :func:`load_bench`,
+#: the rest by :func:`command` from the CSV's own provenance columns)
 COMMANDS: dict[str, str] = {
     "bench_detection": "python benchmarks/bench_detection.py --profile {profile} --dataset {dataset}",
     "bench_elimination": "python benchmarks/bench_elimination.py --profile {profile} --dataset {dataset}",
@@ -56,6 +57,20 @@ def load_bench(name: str, profile: str, dataset: str, root: str | os.PathLike | 
     if "error" in df:  # a method that crashed in the benchmark has a row with its error and no timing
         df = df[df["error"].isna()].copy()
     return df
+
+
+def command(name: str, df: pd.DataFrame) -> str:
+    """The command that reproduces ``df`` (a CSV written by the benchmark ``name``): its profile,
+    dataset, device, repeats and threads, read from the CSV's provenance columns."""
+    if name not in COMMANDS:
+        raise ValueError(f"unknown benchmark table {name!r}; valid: {', '.join(COMMANDS)}")
+
+    def one(col: str, default: str = "?") -> str:
+        vals = sorted(set(map(str, df[col]))) if col in df and len(df) else [default]
+        return vals[0] if len(vals) == 1 else ",".join(vals)
+
+    cmd = COMMANDS[name].format(profile=one("profile"), dataset=one("dataset"))
+    return f"{cmd} --device {one('device', 'auto')} --repeats {one('repeats', '3')} --threads {one('threads', '1')}"
 
 
 def bench_provenance(df: pd.DataFrame) -> str:
@@ -141,9 +156,19 @@ def plot_costs(det: pd.DataFrame, elim: pd.DataFrame | None, palette: dict[str, 
     range), elimination wall time. Returns the figure."""
     import matplotlib.pyplot as plt
     import numpy as np
+    from matplotlib.patches import Patch
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+
+    def log_axis(ax: Any) -> None:
+        ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 3.0)))
+        fmt = ScalarFormatter()
+        fmt.set_scientific(False)
+        ax.xaxis.set_major_formatter(fmt)
+        ax.xaxis.set_minor_formatter(NullFormatter())
 
     n = 3 if elim is not None and len(elim) else 2
-    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 3.6))
+    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 3.9))
     d = det.copy()
     d["label"] = [r.detector if r.settings == "defaults" else f"{r.detector} ({r.settings})" for r in d.itertuples()]
     cols = [palette.get(n_, (0.5, 0.5, 0.5)) for n_ in d.detector]
@@ -152,23 +177,25 @@ def plot_costs(det: pd.DataFrame, elim: pd.DataFrame | None, palette: dict[str, 
     ax.barh(y, d["images/s"], color=cols)
     ax.set_yticks(y, d.label)
     ax.invert_yaxis()
-    ax.set_xscale("log")
+    log_axis(ax)
     ax.set_xlabel("images / s (log)")
     ax.set_title("detection throughput")
 
     ax = axes[1]
     dd = d[d.settings == "defaults"].reset_index(drop=True)
     y = np.arange(len(dd))
-    ax.barh(y - 0.2, dd["passes (ours)"], height=0.4, color=[palette.get(n_, (0.5, 0.5, 0.5)) for n_ in dd.detector],
-            label="ours (paper settings)")
-    ax.barh(y + 0.2, dd["paper_high"], height=0.4, color="none", edgecolor="0.3", hatch="//", label="paper (high end)")
-    ax.scatter(dd["paper_low"], y + 0.2, marker="|", s=120, color="0.1", label="paper (low end)", zorder=3)
+    ax.barh(y - 0.2, dd["passes (ours)"], height=0.4, color=[palette.get(n_, (0.5, 0.5, 0.5)) for n_ in dd.detector])
+    ax.barh(y + 0.2, dd["paper_high"], height=0.4, color="none", edgecolor="0.3", hatch="//")
+    ranged = dd["paper_low"] < dd["paper_high"]
+    ax.scatter(dd["paper_low"][ranged], (y + 0.2)[ranged.to_numpy()], marker="|", s=120, color="0.1", zorder=3)
     ax.set_yticks(y, dd.detector)
     ax.invert_yaxis()
-    ax.set_xscale("log")
+    log_axis(ax)
     ax.set_xlabel("forward passes per input (log)")
     ax.set_title("cost per input")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(handles=[Patch(facecolor="0.6", label="ours (paper settings)"),
+                       Patch(facecolor="none", edgecolor="0.3", hatch="//", label="paper (| = low end)")],
+              fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, frameon=False)
 
     if n == 3:
         ax = axes[2]
@@ -177,7 +204,7 @@ def plot_costs(det: pd.DataFrame, elim: pd.DataFrame | None, palette: dict[str, 
         ax.barh(y, e["wall s"], color=[palette.get(n_, (0.5, 0.5, 0.5)) for n_ in e.eliminator])
         ax.set_yticks(y, e.eliminator)
         ax.invert_yaxis()
-        ax.set_xscale("log")
+        log_axis(ax)
         ax.set_xlabel("repair wall time, s (log)")
         ax.set_title("elimination cost")
     if title:

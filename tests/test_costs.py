@@ -73,6 +73,8 @@ def test_load_bench_drops_error_rows_and_provenance(tmp_path):
     df.to_csv(p / "bench_detection.csv", index=False)
     got = costs.load_bench("bench_detection", "quick", "mnist5k", root=tmp_path)
     assert "ibd_psc" not in set(got.detector) and len(got) == 6
+    assert costs.command("bench_detection", got) == (
+        "python benchmarks/bench_detection.py --profile quick --dataset mnist5k --device cpu --repeats 3 --threads 1")
     line = costs.bench_provenance(got)
     assert "device=cpu (X (2 cores))" in line and "threads=1" in line and "repeats=3" in line
 

@@ -66,3 +66,17 @@ def test_predict_and_cost():
 def test_bad_parameters_raise(kwargs):
     with pytest.raises(ValueError):
         detectors.build("scale_up", **kwargs)
+
+
+def test_binary_images_are_fixed_points_of_amplification():
+    """Why SCALE-UP cannot separate near-binary digits (the quick profile's MNIST): pixels at 0
+    stay 0 and pixels >= 1/3 saturate, so every amplified copy of a binary image equals it and
+    SPC is 1 for clean and triggered inputs alike, whatever the model."""
+    g = torch.Generator().manual_seed(0)
+    x = (torch.rand(6, 1, 12, 12, generator=g) > 0.8).float()          # strokes at 1 on black
+    a = amplify(x, (3, 5, 7, 9, 11)).view(5, *x.shape)
+    assert torch.equal(a, x.expand_as(a))
+    # a mid-grey (natural-image-like) pixel is washed out instead
+    assert float(amplify(torch.full((1, 1, 2, 2), 0.3), (5,)).min()) == 1.0
+    det = ScaleUp().fit(planted(1)["model"], planted(1)["clean"])
+    assert torch.equal(det.score(x), torch.ones(len(x)))

@@ -32,7 +32,8 @@ from .zoo import TrainedModel
 
 __all__ = ["elimination_validation_split", "elimination_validation_row", "detection_by_signal",
            "detection_by_layer", "detection_by_clean_fraction", "elimination_by_form",
-           "elimination_by_clean_fraction", "backdoor_consistency", "signal_distributions"]
+           "elimination_by_clean_fraction", "backdoor_consistency", "signal_distributions", "detection_by_param",
+           "sensitivity_to_rate"]
 
 LAYERS = ("layer1", "layer2", "layer3", "layer4")
 
@@ -243,4 +244,34 @@ def backdoor_consistency(tms: TrainedModel | Iterable[TrainedModel], clean_tm: T
             elim = BeniFulEliminator(layer=layer, seed=tm.seed, detector_kwargs=detector_kwargs, **eliminator_kwargs)
             fixed = elim.repair(tm.model, tm.clean_data(), pool=x_pool)
             rows.append(measure(fixed, view, "repaired", tm.seed))
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------------- fig4
+def detection_by_param(tms: TrainedModel | Iterable[TrainedModel], param: str, values: Sequence[Any],
+                       layer: str = "layer3", **detector_kwargs: Any) -> pd.DataFrame:
+    """Detection (combined score) with one detector parameter varied, e.g. ``param="latent_dim"``;
+    an unknown parameter fails in the detector's constructor with its valid names."""
+    if param in detector_kwargs:
+        raise ValueError(f"{param!r} is varied here; do not also pass it in detector_kwargs")
+    frames = []
+    for v in values:
+        df = detection_by_signal(tms, layer=layer, **{param: v}, **detector_kwargs)
+        frames.append(df[df.signal == "both"].assign(param=param, value=v))
+    return pd.concat(frames, ignore_index=True)
+
+
+def sensitivity_to_rate(attack: str, rates: Sequence[float], zoo_kwargs: dict[str, Any], layer: str = "layer3",
+                        **detector_kwargs: Any) -> pd.DataFrame:
+    """One backdoored model per poisoning ``rate`` (trained once, then cached by ``zoo.get``): its
+    ACC/ASR and the detection metrics of the combined score."""
+    from . import zoo
+
+    rows = []
+    for r in rates:
+        check_fraction(r, "poisoning rate")
+        tm = zoo.get(attack, progress=False, rate=r, **zoo_kwargs)
+        det = detection_by_signal(tm, layer=layer, **detector_kwargs)
+        det = det[det.signal == "both"].iloc[0].to_dict()
+        rows.append({**det, "param": "rate", "value": r, "acc": tm.metrics["acc"], "asr": tm.metrics["asr"]})
     return pd.DataFrame(rows)

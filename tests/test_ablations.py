@@ -1,0 +1,61 @@
+"""beniful.ablations sweeps (table4/fig4) on a tiny BadNets model: rows, columns and argument checks."""
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+
+from beniful import ablations, attacks, models
+from beniful.datasets import ImageDataset
+from beniful.training import TrainConfig, train_classifier
+from beniful.zoo import TrainedModel
+
+FAST = {"vae_epochs": 2, "augment": 0}
+
+
+@pytest.fixture(scope="module")
+def tiny_tm() -> TrainedModel:
+    """A BadNets-poisoned width-2 PreAct-ResNet-18 trained two epochs on random digit-shaped data."""
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(1400) % 10
+    x = torch.randint(0, 256, (1400, 1, 28, 28), generator=g, dtype=torch.uint8)
+    train = ImageDataset(x[:1200], y[:1200], "mnist5k", [str(i) for i in range(10)])
+    test = ImageDataset(x[1200:], y[1200:], "mnist5k", [str(i) for i in range(10)])
+    atk = attacks.build("badnets", target=0, rate=0.1, seed=0).setup((1, 28, 28))
+    pidx = atk.poison_indices(train.targets)
+    torch.manual_seed(0)
+    model = models.build("preact_resnet18", num_classes=10, in_channels=1, width=2)
+    train_classifier(model, train.data, train.targets, TrainConfig(epochs=2, batch_size=128, lr=0.05),
+                     attack=atk, poison_idx=pidx, device="cpu", progress=False)
+    return TrainedModel(model.eval(), atk, "mnist5k", train, test, pidx, {}, {}, "tiny", "quick", 0, {})
+
+
+def test_detection_by_param_gives_one_combined_row_per_value(tiny_tm: TrainedModel) -> None:
+    df = ablations.detection_by_param(tiny_tm, "latent_dim", [4, 8], **FAST)
+    assert list(df["value"]) == [4, 8] and set(df["signal"]) == {"both"} and set(df["param"]) == {"latent_dim"}
+    assert df[["auroc", "tpr_at_5fpr", "flag_rate_clean"]].apply(lambda c: c.between(0, 1)).all().all()
+
+
+def test_detection_by_param_rejects_a_doubly_given_or_unknown_parameter(tiny_tm: TrainedModel) -> None:
+    with pytest.raises(ValueError, match="latent_dim"):
+        ablations.detection_by_param(tiny_tm, "latent_dim", [4], latent_dim=8, **FAST)
+    with pytest.raises((TypeError, ValueError), match="not_a_param"):
+        ablations.detection_by_param(tiny_tm, "not_a_param", [1], **FAST)
+
+
+def test_sensitivity_to_rate_trains_one_model_per_rate(monkeypatch: pytest.MonkeyPatch, tiny_tm: TrainedModel) -> None:
+    asked = []
+
+    def fake_get(attack: str, progress: bool = True, rate: float = 0.1, **kw: object) -> TrainedModel:
+        asked.append((attack, rate, kw["seed"]))
+        return TrainedModel(tiny_tm.model, tiny_tm.attack, "mnist5k", tiny_tm.train, tiny_tm.test, tiny_tm.poison_idx,
+                            {"acc": 0.5, "asr": rate}, {}, "k", "quick", 0, {})
+
+    from beniful import zoo
+    monkeypatch.setattr(zoo, "get", fake_get)
+    df = ablations.sensitivity_to_rate("badnets", [0.05, 0.1], {"seed": 0}, **FAST)
+    assert asked == [("badnets", 0.05, 0), ("badnets", 0.1, 0)]
+    assert list(df["value"]) == [0.05, 0.1] and list(df["asr"]) == [0.05, 0.1]
+    assert isinstance(df, pd.DataFrame) and set(df["param"]) == {"rate"}
+    with pytest.raises(ValueError, match="poisoning rate"):
+        ablations.sensitivity_to_rate("badnets", [1.5], {"seed": 0}, **FAST)

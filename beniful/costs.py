@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-__all__ = ["PAPER_PASSES", "ACCEPTANCE", "COMMANDS", "bench_path", "load_bench", "command", "bench_provenance",
+__all__ = ["PAPER_PASSES", "ACCEPTANCE", "COMMANDS", "bench_path", "load_bench", "missing_note", "command", "bench_provenance",
            "detection_costs", "elimination_costs", "acceptance", "plot_costs"]
 
 #: forward passes per input each paper states (low, high, as written); "plain" is one inference.
@@ -46,13 +46,22 @@ def bench_path(name: str, profile: str, dataset: str, root: str | os.PathLike | 
     return base / profile / dataset / f"{name}.csv"
 
 
-def load_bench(name: str, profile: str, dataset: str, root: str | os.PathLike | None = None) -> pd.DataFrame:
-    """The benchmark CSV; a missing one raises FileNotFoundError naming the command that writes it
-    (the notebook never runs the benchmark itself: timings belong to a quiet machine)."""
+def missing_note(name: str, profile: str, dataset: str) -> str:
+    """What to say when a benchmark CSV is not there: which command writes it."""
+    cmd = COMMANDS[name].format(profile=profile, dataset=dataset)
+    return f"{name}.csv for profile={profile}, dataset={dataset} is not measured yet; make it with: {cmd}"
+
+
+def load_bench(name: str, profile: str, dataset: str, root: str | os.PathLike | None = None,
+               missing_ok: bool = False) -> pd.DataFrame | None:
+    """The benchmark CSV (the notebook never runs the benchmark itself: timings belong to a quiet
+    machine). A missing one raises FileNotFoundError naming the command that writes it, or gives
+    None with ``missing_ok`` (a profile whose benchmarks have not run yet)."""
     path = bench_path(name, profile, dataset, root)
     if not path.is_file():
-        cmd = COMMANDS[name].format(profile=profile, dataset=dataset)
-        raise FileNotFoundError(f"{path.name} for profile={profile}, dataset={dataset} is missing; make it with: {cmd}")
+        if missing_ok:
+            return None
+        raise FileNotFoundError(missing_note(name, profile, dataset))
     df = pd.read_csv(path)
     if "error" in df:  # a method that crashed in the benchmark has a row with its error and no timing
         df = df[df["error"].isna()].copy()

@@ -61,6 +61,8 @@ def test_elimination_costs_ratio_vs_ft():
 def test_load_bench_missing_names_the_command(tmp_path):
     with pytest.raises(FileNotFoundError, match="benchmarks/bench_detection.py --profile quick --dataset mnist5k"):
         costs.load_bench("bench_detection", "quick", "mnist5k", root=tmp_path)
+    assert costs.load_bench("bench_elimination", "paper", "cifar10", root=tmp_path, missing_ok=True) is None
+    assert "bench_elimination.py --profile paper --dataset cifar10" in costs.missing_note("bench_elimination", "paper", "cifar10")
     with pytest.raises(ValueError, match="bench_detection"):
         costs.bench_path("bench_typo", "quick", "mnist5k", root=tmp_path)
 

@@ -24,7 +24,7 @@ from torch import Tensor
 from .datasets import ImageDataset, stratified_split
 from .detectors.beniful import SIGNALS, BeniFulDetector
 from .eliminators.beniful import FORMS, BeniFulEliminator
-from .evaluation import _base_row, elimination_split, incoming_pool, natural_mix
+from .evaluation import _base_row, elimination_split, incoming_pool, natural_mix, repaired_model
 from .metrics import auroc, tpr_at_fpr
 from .training import evaluate
 from .utils import check_fraction
@@ -242,7 +242,7 @@ def backdoor_consistency(tms: TrainedModel | Iterable[TrainedModel], clean_tm: T
         if eliminate:
             x_pool, _ = incoming_pool(tm, pool_ds)
             elim = BeniFulEliminator(layer=layer, seed=tm.seed, detector_kwargs=detector_kwargs, **eliminator_kwargs)
-            fixed = elim.repair(tm.model, tm.clean_data(), pool=x_pool)
+            fixed = repaired_model(tm, elim, x_pool)  # shared with table3 through the cache
             rows.append(measure(fixed, view, "repaired", tm.seed))
     return pd.DataFrame(rows)
 

@@ -218,9 +218,16 @@ def backdoor_consistency(tms: TrainedModel | Iterable[TrainedModel], clean_tm: T
     detector_kwargs = dict(detector_kwargs or {})
     rows = []
 
+    fitted: dict[int, BeniFulDetector] = {}  # the clean model's detector serves every attack
+
     def measure(model: Any, tm: TrainedModel, which: str, seed: int) -> dict[str, Any]:
         t0 = time.time()
-        det = BeniFulDetector(layer=layer, seed=seed, **detector_kwargs).fit(model, tm.clean_data())
+        if which == "clean" and id(model) in fitted:
+            det = fitted[id(model)]
+        else:
+            det = BeniFulDetector(layer=layer, seed=seed, **detector_kwargs).fit(model, tm.clean_data())
+            if which == "clean":
+                fitted[id(model)] = det
         x_clean, x_trig = natural_mix(tm)
         s_clean, s_trig = det.score(x_clean), det.score(x_trig)
         x, y = tm.test.tensors()

@@ -51,6 +51,7 @@ def test_pytest_does_not_collect_build_or_run_copies() -> None:
     ([], "notebooks/table1.ipynb", ""),
     (["PROFILE=paper", "DATASET=cifar10"], "notebooks/runs/paper_cifar10/table1.ipynb", "-p profile paper -p dataset cifar10"),
     (["PROFILE=paper"], "notebooks/runs/paper_default/table1.ipynb", "-p profile paper"),
+    (["SEEDS=0,1,2"], "notebooks/runs/quick_default_seeds0-1-2/table1.ipynb", "-p profile quick  -p seed 0,1,2"),
 ])
 def test_make_reproduce_writes_quick_in_place_and_other_profiles_beside(args: list[str], out_dir: str, params: str) -> None:
     dry = subprocess.run(["make", "-n", "-B", "notebooks", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout

@@ -61,7 +61,7 @@ def test_parse_form_rejects_and_names_valid_terms(form):
 
 
 @pytest.mark.parametrize("kw", [{"lam": -1}, {"relabel": -0.5}, {"transplant_ce": float("nan")}, {"margin": -1},
-                                {"weight_decay": -1}, {"momentum": 1.0}, {"crop_padding": -1}, {"layer": ""},
+                                {"weight_decay": -1}, {"keep": -1}, {"momentum": 1.0}, {"crop_padding": -1}, {"layer": ""},
                                 {"epochs": -1}, {"lr": 0}, {"lam": True}])
 def test_rejects_bad_parameters(kw):
     with pytest.raises(ValueError, match=next(iter(kw)) if next(iter(kw)) != "layer" else "layer"):
@@ -99,6 +99,16 @@ def test_suspicious_set_is_the_detectors_flags_on_the_pool(baseline_poisoned, ba
     assert el.inferred_target == baseline_data.target
     assert not (el.suspicious_mask & ~flags).any()
     assert float(pool.is_trig[el.suspicious_mask].float().mean()) >= float(pool.is_trig[flags].float().mean())
+
+
+def test_keep_uses_the_unflagged_pool_inputs_with_the_original_labels(baseline_poisoned, baseline_data, pool,
+                                                                       detector):
+    flags = detector.predict(pool.x)
+    el = BeniFulEliminator(layer=LAYER, epochs=1, keep=1.0, device="cpu", detector=detector)
+    el.repair(baseline_poisoned, baseline_data.clean, pool=pool.x)
+    xk, yk = el._benign_pool
+    assert torch.equal(xk, pool.x[~flags])
+    assert torch.equal(yk, detector.model(pool.x[~flags]).argmax(1))
 
 
 def test_without_a_pool_it_warns_and_finds_nothing(baseline_poisoned, baseline_data, detector):

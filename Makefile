@@ -86,7 +86,7 @@ unit: $(STAMP)
 	$(BIN)/pytest -q tests
 
 nbval: $(STAMP)
-	$(BIN)/pytest -q --nbval-lax notebooks/
+	$(BIN)/pytest -q --nbval-lax --nbval-cell-timeout=3600 notebooks/
 
 clean-book:
 	rm -rf _build

@@ -616,6 +616,8 @@ CLAIMS: tuple[dict[str, Any], ...] = (
     {"claim": "BeniFul detection beats the baselines (mean AUROC)", "table": "table2"},
     {"claim": "elimination: ASR drop > 95% (BeniFul, each attack)", "table": "table3"},
     {"claim": "elimination: minimal ACC loss (BeniFul, <= 3 points)", "table": "table3"},
+    {"claim": "Backdoor Consistency: on a model without backdoor, triggered inputs are flagged at about "
+               "the FPR (<= 0.15 at a 5% target)", "table": "fig3"},
 )
 
 
@@ -672,6 +674,14 @@ def claims_table(profile: str = "quick", dataset: str | None = None, root: str |
         rows.append((CLAIMS[3]["claim"], ours, "yes" if (loss <= acc_loss).all() else f"{int((loss <= acc_loss).sum())}/{len(loss)} attacks"))
     else:
         rows += [(CLAIMS[2]["claim"], missing, "–"), (CLAIMS[3]["claim"], missing, "–")]
+    f3 = read("fig3")
+    c3 = f3[f3.model == "clean"] if f3 is not None and "model" in f3 else None
+    if c3 is not None and len(c3):
+        per = c3.groupby("attack", sort=False)["flag_rate_triggered"].mean()
+        ours = ", ".join(f"{a} {spread(g, '.2f')}" for a, g in c3.groupby("attack", sort=False)["flag_rate_triggered"])
+        rows.append((CLAIMS[4]["claim"], ours, "yes" if (per <= 0.15).all() else f"{int((per <= 0.15).sum())}/{len(per)} attacks"))
+    else:
+        rows.append((CLAIMS[4]["claim"], missing, "–"))
     return pd.DataFrame(rows, columns=["paper's claim", f"ours ({profile}, {dataset})", "holds"])
 
 

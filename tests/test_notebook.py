@@ -243,7 +243,12 @@ def test_claims_table_checks_the_papers_numbers(tmp_path: Path) -> None:
     _plant(tmp_path, "quick", "mnist5k", "table2", t2)
     _plant(tmp_path, "quick", "mnist5k", "table3", t3)
     holds = list(nb.claims_table("quick", "mnist5k")["holds"])
-    assert holds == ["1/2 attacks", "yes", "1/2 attacks", "1/2 attacks"]
+    assert holds == ["1/2 attacks", "yes", "1/2 attacks", "1/2 attacks", "–"]
+    f3 = pd.DataFrame({"attack": ["badnets", "badnets", "blended"], "model": ["clean", "backdoored", "clean"],
+                       "flag_rate_triggered": [0.1, 1.0, 0.9]})
+    _plant(tmp_path, "quick", "mnist5k", "fig3", f3)
+    last = nb.claims_table("quick", "mnist5k").iloc[-1]
+    assert last["holds"] == "1/2 attacks" and last.iloc[1] == "badnets 0.10, blended 0.90"
     ours = nb.claims_table("quick", "mnist5k").iloc[0, 1]
     assert "badnets 0.990" in ours and "blended 0.900" in ours
 

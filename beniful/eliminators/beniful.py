@@ -47,13 +47,20 @@ epochs 20, keep 0           .004/.004  .008/.000  .024/.004  .020/.013  .024/.04
 epochs 40, keep 0           .004/.000  .004/.000  .016/.004  .020/.004  .024/.027
 epochs 40, keep 0, a+c+t        -          -      .020/.000  .024/.004  .012/.027
 epochs 40, keep 0, lr .005      -          -      .020/.000  .020/.013  .012/.049
-**epochs 40, keep 1**       .008/.000  .004/.000  .012/.000  .016/.004  .012/.027
+epochs 40, keep 1           .008/.000  .004/.000  .012/.000  .016/.004  .012/.027
+**... relabel 3**           .012/.000  .004/.000  .020/.000  .016/.000  .016/.013
 ==========================  =========  =========  =========  =========  =========
 
 Fewer epochs leave IAD's ASR above 0.05 (10) or cost SIG and IAD more than 0.02 of ACC (20); the
-self-distillation on unflagged pool inputs (``keep=1``) is the only setting that keeps every
-attack within issue 3's acceptance (ASR <= 0.05, ACC drop <= 0.02) on the validation split, so
-``epochs=40, keep=1`` are the defaults. Cost (one thread, the machine's two cores shared with
+self-distillation on unflagged pool inputs (``keep=1``) kept every attack within issue 3's
+acceptance (ASR <= 0.05, ACC drop <= 0.02) on seed 0's validation split. IAD's trigger differs per
+input, so its result varies with the model: on the validation splits of the seed-1 and seed-2 IAD
+models ``relabel=1`` gave .004/.111 and .008/.009, ``lam=3`` .004/.107 and .008/.009, ``epochs=80``
+.004/.107 (seed 1), while ``relabel=3`` gave .012/.009 and .016/.009 and, in the last row above,
+keeps all five seed-0 attacks within the acceptance. Hence ``epochs=40, keep=1, relabel=3``.
+(The rows with ``relabel=3`` fit the detector inside the repair; the others shared one detector fit.)
+``relabel`` trusts the labels ``g_0(h_hat(x_s))``; where they are poor (the 4-class planted case of
+the unit tests) ``relabel=3`` hurts (ASR 0.20, ACC 0.75 there, against 0.00 and 1.00 with 1). Cost (one thread, the machine's two cores shared with
 other jobs): 40-85 s per quick repair plus 5-25 s for the detector's VAE fit.
 """
 from __future__ import annotations
@@ -104,7 +111,7 @@ class BeniFulEliminator(Eliminator):
 
     def __init__(self, layer: str = "layer3", form: str = "a+t", lam: float = 1.0, epochs: int = 40,
                  lr: float = 0.01, batch_size: int = 64, momentum: float = 0.0, weight_decay: float = 5e-4,
-                 relabel: float = 1.0, transplant_ce: float = 1.0, margin: float = 1.0,
+                 relabel: float = 3.0, transplant_ce: float = 1.0, margin: float = 1.0,
                  keep: float = 1.0, target_filter: bool = True, crop_padding: int = 2, hflip: bool = False,
                  detector: BeniFulDetector | None = None, detector_kwargs: dict[str, Any] | None = None,
                  device: str = "auto", seed: int = 0, progress: bool = False) -> None:

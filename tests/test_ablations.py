@@ -3,31 +3,17 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-import torch
 
-from beniful import ablations, attacks, models
-from beniful.datasets import ImageDataset
-from beniful.training import TrainConfig, train_classifier
+from beniful import ablations
 from beniful.zoo import TrainedModel
 
 FAST = {"vae_epochs": 2, "augment": 0}
 
 
 @pytest.fixture(scope="module")
-def tiny_tm() -> TrainedModel:
-    """A BadNets-poisoned width-2 PreAct-ResNet-18 trained two epochs on random digit-shaped data."""
-    g = torch.Generator().manual_seed(0)
-    y = torch.arange(1400) % 10
-    x = torch.randint(0, 256, (1400, 1, 28, 28), generator=g, dtype=torch.uint8)
-    train = ImageDataset(x[:1200], y[:1200], "mnist5k", [str(i) for i in range(10)])
-    test = ImageDataset(x[1200:], y[1200:], "mnist5k", [str(i) for i in range(10)])
-    atk = attacks.build("badnets", target=0, rate=0.1, seed=0).setup((1, 28, 28))
-    pidx = atk.poison_indices(train.targets)
-    torch.manual_seed(0)
-    model = models.build("preact_resnet18", num_classes=10, in_channels=1, width=2)
-    train_classifier(model, train.data, train.targets, TrainConfig(epochs=2, batch_size=128, lr=0.05),
-                     attack=atk, poison_idx=pidx, device="cpu", progress=False)
-    return TrainedModel(model.eval(), atk, "mnist5k", train, test, pidx, {}, {}, "tiny", "quick", 0, {})
+def tiny_tm(tiny_badnets_tm: TrainedModel) -> TrainedModel:
+    """The shared tiny BadNets model (tests/conftest.py)."""
+    return tiny_badnets_tm
 
 
 def test_detection_by_param_gives_one_combined_row_per_value(tiny_tm: TrainedModel) -> None:

@@ -16,11 +16,9 @@ from torch import Tensor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from beniful import attacks, detectors, eliminators, models  # noqa: E402
-from beniful.datasets import ImageDataset  # noqa: E402
+from beniful import detectors, eliminators  # noqa: E402
 from beniful.detectors.base import Detector  # noqa: E402
 from beniful.eliminators.base import Eliminator  # noqa: E402
-from beniful.training import TrainConfig, train_classifier  # noqa: E402
 from beniful.zoo import TrainedModel  # noqa: E402
 
 from benchmarks import _common, bench_detection, bench_elimination, bench_training  # noqa: E402
@@ -40,20 +38,9 @@ TRAINING_COLUMNS = {"profile", "dataset", "device", "device_name", "data_source"
 
 
 @pytest.fixture(scope="module")
-def tiny_tm() -> TrainedModel:
-    """A BadNets-poisoned width-2 PreAct-ResNet-18 trained one epoch on random 28x28 digits-shaped data."""
-    g = torch.Generator().manual_seed(0)
-    y = torch.arange(1200) % 10
-    x = torch.randint(0, 256, (1200, 1, 28, 28), generator=g, dtype=torch.uint8)
-    train = ImageDataset(x[:1000], y[:1000], "mnist5k", [str(i) for i in range(10)])
-    test = ImageDataset(x[1000:], y[1000:], "mnist5k", [str(i) for i in range(10)])
-    atk = attacks.build("badnets", target=0, rate=0.1, seed=0).setup((1, 28, 28))
-    pidx = atk.poison_indices(train.targets)
-    torch.manual_seed(0)
-    model = models.build("preact_resnet18", num_classes=10, in_channels=1, width=2)
-    train_classifier(model, train.data, train.targets, TrainConfig(epochs=1, batch_size=128, lr=0.05),
-                     attack=atk, poison_idx=pidx, device="cpu", progress=False)
-    return TrainedModel(model.eval(), atk, "mnist5k", train, test, pidx, {}, {}, "tiny", "quick", 0, {})
+def tiny_tm(tiny_badnets_tm: TrainedModel) -> TrainedModel:
+    """The shared tiny BadNets model (tests/conftest.py)."""
+    return tiny_badnets_tm
 
 
 def _common_args(tmp_path: Path) -> list[str]:

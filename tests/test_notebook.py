@@ -311,6 +311,11 @@ def test_claims_table_prefers_the_multi_seed_table_and_shows_std(tmp_path: Path)
     _plant(tmp_path, "quick", "mnist5k", "table2_seeds0-1-2", three)
     ours = nb.claims_table("quick", "mnist5k").iloc[0, 1]
     assert ours == "badnets 0.980 ± 0.016"
+    # the baseline comparison still reads every detector of the single-seed table
+    both = pd.DataFrame({"attack": ["badnets"] * 2, "detector": ["beniful", "strip"], "auroc": [0.5, 0.9], "seed": [0, 0]})
+    _plant(tmp_path, "quick", "mnist5k", "table2", both)
+    row = nb.claims_table("quick", "mnist5k").iloc[1]
+    assert row["holds"] == "no (best: strip)"
     _plant(tmp_path, "quick", "mnist5k", "table2_other", one)  # not a seeds table: ignored
     assert nb.claims_table("quick", "mnist5k").iloc[0, 1] == ours
 

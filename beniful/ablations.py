@@ -218,16 +218,16 @@ def backdoor_consistency(tms: TrainedModel | Iterable[TrainedModel], clean_tm: T
     detector_kwargs = dict(detector_kwargs or {})
     rows = []
 
-    fitted: dict[int, BeniFulDetector] = {}  # the clean model's detector serves every attack
+    def fit(model: Any, tm: TrainedModel, seed: int) -> BeniFulDetector:
+        return BeniFulDetector(layer=layer, seed=seed, **detector_kwargs).fit(model, tm.clean_data())
 
-    def measure(model: Any, tm: TrainedModel, which: str, seed: int) -> dict[str, Any]:
+    # the clean model's clean data does not depend on the attack: one detector serves every attack
+    clean_det = fit(clean_tm.model, clean_tm, clean_tm.seed) if clean_tm is not None else None
+
+    def measure(model: Any, tm: TrainedModel, which: str, seed: int, det: BeniFulDetector | None = None
+                ) -> dict[str, Any]:
         t0 = time.time()
-        if which == "clean" and id(model) in fitted:
-            det = fitted[id(model)]
-        else:
-            det = BeniFulDetector(layer=layer, seed=seed, **detector_kwargs).fit(model, tm.clean_data())
-            if which == "clean":
-                fitted[id(model)] = det
+        det = det if det is not None else fit(model, tm, seed)
         x_clean, x_trig = natural_mix(tm)
         s_clean, s_trig = det.score(x_clean), det.score(x_trig)
         x, y = tm.test.tensors()
@@ -244,7 +244,7 @@ def backdoor_consistency(tms: TrainedModel | Iterable[TrainedModel], clean_tm: T
         if clean_tm is not None:
             # the clean model judged on this attack's trigger: same data, no backdoor
             cview = dataclasses.replace(clean_tm, attack=tm.attack, test=eval_ds)
-            row = measure(clean_tm.model, cview, "clean", clean_tm.seed)
+            row = measure(clean_tm.model, cview, "clean", clean_tm.seed, det=clean_det)
             rows.append({**row, "attack": tm.attack_name})
         if eliminate:
             x_pool, _ = incoming_pool(tm, pool_ds)

@@ -27,7 +27,7 @@ from .datasets import ImageDataset
 from .utils import batches, check_layer, resolve_device
 
 __all__ = [
-    "PLANNED", "QUICK_BUDGET", "Run", "setup", "choose", "pending", "method_params", "kwargs_note", "detection_test_images", "test_subset",
+    "PLANNED", "QUICK_BUDGET", "NOTEBOOK_DEFAULTS", "Run", "setup", "choose", "pending", "method_params", "kwargs_note", "detection_test_images", "test_subset",
     "QUICK_DETECTION_TEST_IMAGES", "repo_root", "results_root", "data_root", "display_path", "style", "palette",
     "write_table", "table_name", "seed_table", "qualitative_detection", "qualitative_elimination", "show_table", "glue", "pending_note", "layer_features", "pca_2d", "plot_trigger_grid",
     "plot_feature_pca", "plot_metric_bars", "sanitize", "separation", "collect_results", "describe_provenance",
@@ -64,6 +64,14 @@ QUICK_BUDGET: dict[str, dict[str, dict[str, Any]]] = {
         "anp": {"iterations": 100},
         "ibau": {"rounds": 2},
     },
+}
+
+#: Keyword arguments every notebook passes, on every profile: BeniFul's fitted detector is cached
+#: (the same detector on the same model is fitted by table2, fig2, fig3, fig4, table4 and each
+#: BeniFul repair; see ``BeniFulDetector.fit``).
+NOTEBOOK_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
+    "detectors": {"beniful": {"cache": True}},
+    "eliminators": {"beniful": {"detector_kwargs": {"cache": True}}},
 }
 
 #: Test images scored per attack in the quick profile's detection table (stratified; the natural mix
@@ -186,7 +194,16 @@ def method_params(profile: str, kind: str, names: Sequence[str], overrides: dict
         raise ValueError(f"parameters given for {kind} that are not run: {', '.join(unknown)}; "
                          f"running: {', '.join(names) or '(none)'}")
     budget = QUICK_BUDGET.get(kind, {}) if profile == "quick" else {}
-    return {n: {**budget.get(n, {}), **overrides.get(n, {})} for n in names}
+    out = {}
+    for n in names:
+        layers = [NOTEBOOK_DEFAULTS.get(kind, {}).get(n, {}), budget.get(n, {}), overrides.get(n, {})]
+        merged: dict[str, Any] = {}
+        for part in layers:
+            for k, v in part.items():
+                # nested detector keyword arguments are merged, not replaced
+                merged[k] = {**merged[k], **v} if k == "detector_kwargs" and isinstance(merged.get(k), dict) else v
+        out[n] = merged
+    return out
 
 
 def detection_test_images(profile: str, n_test: int | None = None) -> int | None:

@@ -267,11 +267,16 @@ def test_parameter_table_reads_the_code() -> None:
 def test_method_params_apply_the_quick_budget_only_to_quick(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(nb.QUICK_BUDGET, "detectors", {"strip": {"n_overlays": 20, "alpha": 1.0}})
     quick = nb.method_params("quick", "detectors", ["beniful", "strip"], {"strip": {"n_overlays": 50}})
-    assert quick == {"beniful": {}, "strip": {"n_overlays": 50, "alpha": 1.0}}
+    assert quick == {"beniful": {"cache": True}, "strip": {"n_overlays": 50, "alpha": 1.0}}
     assert nb.method_params("paper", "detectors", ["strip"]) == {"strip": {}}
+    # the notebooks' defaults apply to every profile; nested detector_kwargs are merged, not replaced
+    assert nb.method_params("paper", "detectors", ["beniful"]) == {"beniful": {"cache": True}}
+    monkeypatch.setitem(nb.QUICK_BUDGET, "eliminators", {"beniful": {"detector_kwargs": {"vae_epochs": 40}}})
+    elim = nb.method_params("quick", "eliminators", ["beniful"], {"beniful": {"detector_kwargs": {"latent_dim": 8}}})
+    assert elim == {"beniful": {"detector_kwargs": {"cache": True, "vae_epochs": 40, "latent_dim": 8}}}
     with pytest.raises(ValueError, match="not run: teco"):
         nb.method_params("quick", "detectors", ["strip"], {"teco": {}})
-    assert nb.kwargs_note(quick) == "non-default parameters: strip(n_overlays=50, alpha=1.0)"
+    assert nb.kwargs_note(quick) == "non-default parameters: beniful(cache=True); strip(n_overlays=50, alpha=1.0)"
     assert nb.kwargs_note({"ft": {}}) == "non-default parameters: none"
 
 

@@ -83,6 +83,9 @@ from .base import Eliminator
 from .registry import ELIMINATORS
 
 TERMS = ("a", "b", "c", "t")
+#: how the ``t`` term builds triggered copies of clean images from the suspicious set (see
+#: :func:`estimate_trigger`)
+TRANSPLANTS = ("additive", "affine")
 #: forms listed in ablations (any ``+``-join of TERMS is accepted)
 FORMS = ("a", "b", "c", "t", "a+t")
 
@@ -95,6 +98,28 @@ def parse_form(form: str) -> frozenset[str]:
                          f"(a: towards the VAE reconstruction, b: away from the backdoored feature, "
                          f"c: clean anchoring, t: transplanted trigger), e.g. 'a+t'")
     return frozenset(parts)
+
+
+def estimate_trigger(x_s: Tensor, x_clean: Tensor, kind: str = "additive") -> Tensor:
+    """Per-pixel map ``x -> scale * x + shift`` (stacked as a [2, C, H, W] tensor) that turns clean
+    images into images carrying the trigger, estimated from unpaired suspicious and clean images.
+
+    - ``additive``: ``scale = 1``, ``shift = mean(x_s) - mean(x)``; exact for additive triggers
+      (SIG) and, for an all-to-one backdoor, a patch's mean shows up while the digits average out.
+    - ``affine``: first and second moments per pixel. A trigger of the form
+      ``x_s = (1 - m) * x + m * T`` (a patch: ``m = 1`` on it; Blended: ``m = alpha`` everywhere;
+      additive: ``m = 0``) has ``std(x_s) = (1 - m) std(x)`` and ``mean(x_s) = (1 - m) mean(x) + m T``,
+      so ``scale = clamp(std(x_s) / std(x), 0, 1)`` and ``shift = mean(x_s) - scale * mean(x)``.
+      Pixels that barely vary on clean data (a digit's empty border) keep ``scale = 1``.
+    """
+    mean_s, mean_c = x_s.mean(0), x_clean.mean(0)
+    if kind == "additive":
+        return torch.stack([torch.ones_like(mean_c), mean_s - mean_c])
+    if kind == "affine":
+        std_s, std_c = x_s.std(0, unbiased=len(x_s) > 1), x_clean.std(0)
+        scale = torch.where(std_c > 0.05, (std_s / std_c.clamp_min(1e-6)).clamp(0, 1), torch.ones_like(std_c))
+        return torch.stack([scale, mean_s - scale * mean_c])
+    raise ValueError(f"unknown transplant {kind!r}; valid: {', '.join(TRANSPLANTS)}")
 
 
 def _nonneg(v: float, name: str) -> float:
@@ -112,7 +137,8 @@ class BeniFulEliminator(Eliminator):
     def __init__(self, layer: str = "layer3", form: str = "a+t", lam: float = 1.0, epochs: int = 40,
                  lr: float = 0.01, batch_size: int = 64, momentum: float = 0.0, weight_decay: float = 5e-4,
                  relabel: float = 3.0, transplant_ce: float = 1.0, margin: float = 1.0,
-                 keep: float = 1.0, target_filter: bool = True, crop_padding: int = 2, hflip: bool = False,
+                 keep: float = 1.0, target_filter: bool = True, transplant: str = "additive",
+                 crop_padding: int = 2, hflip: bool = False,
                  detector: BeniFulDetector | None = None, detector_kwargs: dict[str, Any] | None = None,
                  device: str = "auto", seed: int = 0, progress: bool = False) -> None:
         super().__init__(epochs=epochs, lr=lr, batch_size=batch_size, device=device, seed=seed, progress=progress)
@@ -130,6 +156,9 @@ class BeniFulEliminator(Eliminator):
             raise ValueError(f"crop_padding must be a non-negative integer, got {crop_padding!r}")
         self.momentum, self.crop_padding, self.hflip = float(momentum), crop_padding, bool(hflip)
         self.target_filter = bool(target_filter)
+        if transplant not in TRANSPLANTS:
+            raise ValueError(f"unknown transplant {transplant!r}; valid: {', '.join(TRANSPLANTS)}")
+        self.transplant = transplant
         self.detector_kwargs = dict(detector_kwargs or {})
         self.detector = detector
         # filled by repair(), for reports and figures
@@ -142,7 +171,7 @@ class BeniFulEliminator(Eliminator):
         return {**super().params(), "layer": self.layer, "form": self.form, "lam": self.lam, "momentum": self.momentum,
                 "weight_decay": self.weight_decay, "relabel": self.relabel, "transplant_ce": self.transplant_ce,
                 "keep": self.keep,
-                "margin": self.margin, "target_filter": self.target_filter, "crop_padding": self.crop_padding,
+                "margin": self.margin, "target_filter": self.target_filter, "transplant": self.transplant, "crop_padding": self.crop_padding,
                 "hflip": self.hflip, "detector_kwargs": self.detector_kwargs}
 
     # ------------------------------------------------------------------ Backdoor Consistency
@@ -198,7 +227,7 @@ class BeniFulEliminator(Eliminator):
         use_s = len(x_s) > 0 and (bool(self.terms & {"a", "b"}) and self.lam > 0 or self.relabel > 0)
         use_t = len(x_s) > 0 and "t" in self.terms
         use_k = self.keep > 0 and self._benign_pool is not None and len(self._benign_pool[0]) > 0
-        self.trigger_estimate = (x_s.mean(0) - x.mean(0)) if use_t else None
+        self.trigger_estimate = estimate_trigger(x_s, x, self.transplant) if use_t else None
 
         n = len(x)
         if self.epochs == 0 or n < 2:
@@ -237,7 +266,8 @@ class BeniFulEliminator(Eliminator):
             parts.append(xs)
         if use_t:
             assert self.trigger_estimate is not None
-            parts.append((xb + self.trigger_estimate.to(self.device)).clamp(0, 1))
+            scale, shift = self.trigger_estimate.to(self.device)
+            parts.append((scale * xb + shift).clamp(0, 1))
         if use_k:
             assert self._benign_pool is not None
             xk_all, yk_all = self._benign_pool

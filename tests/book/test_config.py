@@ -65,3 +65,19 @@ def test_make_reproduce_writes_quick_in_place_and_other_profiles_beside(args: li
     assert "BENIFUL_CACHE" not in line  # exported, not per-command
     env = subprocess.run(["make", "-n", "-p", "notebooks", *args], cwd=ROOT, capture_output=True, text=True).stdout
     assert f"BENIFUL_CACHE := {ROOT}/.cache" in env
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+@pytest.mark.parametrize("args, jobs, threads", [([], "-j2", "BENIFUL_NUM_THREADS=1"), (["JOBS=1"], "-j1", None)])
+def test_make_notebooks_runs_table1_first_then_the_rest_in_parallel(args: list[str], jobs: str, threads: str | None) -> None:
+    """table1 trains the models every other notebook loads, so it runs alone; the rest run JOBS at a
+    time with one torch thread each (two one-thread kernels beat one two-thread kernel on 2 cores)."""
+    dry = subprocess.run(["make", "-n", "-B", "notebooks", *args], cwd=ROOT, capture_output=True, text=True,
+                         check=True).stdout
+    runs = [re.search(r"papermill notebooks/(\w+)\.ipynb", l).group(1) for l in dry.splitlines()
+            if "papermill notebooks/" in l and "--cwd" in l]
+    nbs = sorted(p.stem for p in (ROOT / "notebooks").glob("*.ipynb"))
+    assert runs[0] == "table1" and sorted(runs) == nbs and runs.index("fig3") < runs.index("table3")
+    sub = next(l for l in dry.splitlines() if "ORDERED=1" in l)
+    assert jobs in sub
+    assert (threads in sub) if threads else "BENIFUL_NUM_THREADS" not in sub

@@ -7,6 +7,8 @@ plain ``nn.Sequential`` addressed by index) with clear errors for bad layers and
 """
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -213,3 +215,52 @@ def test_bad_parameters_raise_a_value_error_naming_them(kwargs, names):
 def test_unknown_detector_name_lists_beniful():
     with pytest.raises(ValueError, match="beniful"):
         detectors.build("benifull")
+
+
+def test_cached_fit_is_identical_and_skips_training(tmp_path, monkeypatch):
+    """``cache=True``: the second fit of the same detector on the same model and clean data loads the
+    VAE and calibration (same scores, threshold and recorded fit time) instead of training."""
+    monkeypatch.setenv("BENIFUL_CACHE", str(tmp_path))
+    data = planted(1)
+    a = BeniFulDetector(layer=MID, cache=True, **FAST).fit(data["model"], data["clean"])
+    b = BeniFulDetector(layer=MID, cache=True, **FAST).fit(data["model"], data["clean"])
+    assert not a.from_cache and b.from_cache and b.vae_history == a.vae_history
+    x = torch.cat([data["test"][:20], data["trig"][:20]])
+    assert torch.equal(a.score(x), b.score(x)) and a.threshold == b.threshold and a.thresholds == b.thresholds
+    assert b.fit_seconds == a.fit_seconds
+    assert len(list(tmp_path.glob("detector/*.safetensors"))) == 1
+
+
+def test_cache_key_changes_with_model_data_and_parameters(tmp_path, monkeypatch):
+    monkeypatch.setenv("BENIFUL_CACHE", str(tmp_path))
+    data = planted(1)
+    det = BeniFulDetector(layer=MID, cache=True, **FAST)
+    x, y = data["clean"]
+    k = det.cache_key(data["model"], x, y)
+    assert det.cache_key(data["model"], x, y) == k
+    assert BeniFulDetector(layer=MID, cache=True, **{**FAST, "vae_epochs": 21}).cache_key(data["model"], x, y) != k
+    assert det.cache_key(data["model"], x[1:], y[1:]) != k
+    other = copy.deepcopy(data["model"])
+    with torch.no_grad():
+        next(other.parameters()).view(-1)[0] += 1e-3
+    assert det.cache_key(other, x, y) != k
+
+
+def test_corrupt_cache_entry_is_refitted(tmp_path, monkeypatch):
+    monkeypatch.setenv("BENIFUL_CACHE", str(tmp_path))
+    data = planted(1)
+    BeniFulDetector(layer=MID, cache=True, **FAST).fit(data["model"], data["clean"])
+    (path,) = tmp_path.glob("detector/*.safetensors")
+    path.write_bytes(path.read_bytes()[:-10])
+    with pytest.warns(UserWarning, match="corrupt"):
+        again = BeniFulDetector(layer=MID, cache=True, **FAST).fit(data["model"], data["clean"])
+    assert not again.from_cache and again.vae is not None
+
+
+def test_uncached_fit_writes_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv("BENIFUL_CACHE", str(tmp_path))
+    data = planted(1)
+    BeniFulDetector(layer=MID, **FAST).fit(data["model"], data["clean"])
+    assert not any(tmp_path.iterdir()) if tmp_path.exists() else True
+    with pytest.raises(ValueError, match="cache"):
+        BeniFulDetector(cache="yes")

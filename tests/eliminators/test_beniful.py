@@ -152,3 +152,48 @@ def test_is_deterministic_in_seed(baseline_poisoned, baseline_data, pool, detect
     b = BeniFulEliminator(layer=LAYER, epochs=2, seed=3, device="cpu", detector=detector).repair(
         baseline_poisoned, baseline_data.clean, pool=pool.x)
     assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
+
+
+def _digits_like(n: int, seed: int) -> torch.Tensor:
+    """Images with per-pixel spread everywhere (so that every pixel's clean std is defined)."""
+    return torch.rand(n, 1, 8, 8, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("kind", ["additive", "affine"])
+def test_estimate_trigger_recovers_an_additive_trigger(kind):
+    from beniful.eliminators.beniful import estimate_trigger
+    clean, other = _digits_like(4000, 0) * 0.5, _digits_like(4000, 1) * 0.5
+    delta = torch.linspace(0, 0.4, 64).view(1, 8, 8)
+    scale, shift = estimate_trigger(other + delta, clean, kind)
+    assert torch.allclose(scale, torch.ones_like(scale), atol=0.08)
+    assert torch.allclose(scale * clean[0] + shift, clean[0] + delta, atol=0.06)
+
+
+def test_estimate_trigger_affine_recovers_blend_and_patch_but_additive_does_not():
+    """A Blended trigger ``(1 - alpha) x + alpha T`` and a patch (``m = 1``) are affine per pixel:
+    the moment estimate rebuilds the triggered version of an unseen clean image; the additive one
+    leaves the image at full contrast (the digit is not dimmed), which is what failed on Blended."""
+    from beniful.eliminators.beniful import estimate_trigger
+    clean, other, probe = _digits_like(4000, 0), _digits_like(4000, 1), _digits_like(8, 2)
+    pattern = _digits_like(1, 3)[0]
+    mask = torch.full((1, 8, 8), 0.2)
+    mask[:, :3, :3] = 1.0  # a patch in the corner, a 20 % blend elsewhere
+    apply = lambda x: (1 - mask) * x + mask * pattern  # noqa: E731
+    scale, shift = estimate_trigger(apply(other), clean, "affine")
+    err_affine = (scale * probe + shift - apply(probe)).abs().max()
+    s_add, b_add = estimate_trigger(apply(other), clean, "additive")
+    err_additive = (s_add * probe + b_add - apply(probe)).abs().max()
+    assert err_affine < 0.08 < err_additive
+    assert torch.allclose(scale[:, :3, :3], torch.zeros(1, 3, 3), atol=0.05)
+
+
+def test_estimate_trigger_keeps_constant_pixels_and_rejects_unknown_kind():
+    from beniful.eliminators.beniful import estimate_trigger
+    clean = _digits_like(100, 0)
+    clean[:, :, 0, :] = 0.0  # an empty border row, as on MNIST
+    scale, _ = estimate_trigger(_digits_like(50, 1), clean, "affine")
+    assert torch.equal(scale[:, 0, :], torch.ones(1, 8))
+    with pytest.raises(ValueError, match="additive, affine"):
+        estimate_trigger(clean, clean, "multiplicative")
+    with pytest.raises(ValueError, match="transplant"):
+        BeniFulEliminator(transplant="multiplicative")

@@ -71,7 +71,9 @@ def elimination_validation_row(tm: TrainedModel, eliminator: BeniFulEliminator |
     x_pool, is_trig = incoming_pool(tm, pool_ds)
     x_eval, y_eval = eval_ds.tensors()
     before = evaluate(tm.model, x_eval, y_eval, tm.attack)
-    fixed = elim.repair(tm.model, tm.clean_data() if clean is None else clean, pool=x_pool)
+    # with the default clean data the repair is cached (table4 and fig4 share their lambda sweep)
+    fixed = (repaired_model(tm, elim, x_pool, split="validation") if clean is None
+             else elim.repair(tm.model, clean, pool=x_pool))
     after = evaluate(fixed, x_eval, y_eval, tm.attack)
     row = {**_base_row(tm), "split": "validation", "eliminator": elim.name, "acc": after["acc"],
            "asr": after["asr"], "acc_before": before["acc"], "asr_before": before["asr"],
@@ -155,11 +157,14 @@ def elimination_by_form(tms: TrainedModel | Iterable[TrainedModel], forms: Seque
     rows = []
     detector_kwargs = dict(eliminator_kwargs.pop("detector_kwargs", None) or {})
     for tm in _as_list(tms):
-        det = BeniFulDetector(layer=layer, seed=tm.seed, **detector_kwargs).fit(tm.model, tm.clean_data())
+        # with the detector cache every repair fetches the same fitted detector and the repairs can be
+        # cached too; without it one detector fitted here serves every repair (not cacheable)
+        shared = {} if detector_kwargs.get("cache") else {
+            "detector": BeniFulDetector(layer=layer, seed=tm.seed, **detector_kwargs).fit(tm.model, tm.clean_data())}
         for form in forms:
             for lam in lams:
-                elim = BeniFulEliminator(layer=layer, form=form, lam=lam, seed=tm.seed, detector=det,
-                                         **eliminator_kwargs)
+                elim = BeniFulEliminator(layer=layer, form=form, lam=lam, seed=tm.seed, detector_kwargs=detector_kwargs,
+                                         **shared, **eliminator_kwargs)
                 row = elimination_validation_row(tm, elim) if split == "validation" else _test_row(tm, elim)
                 rows.append({**row, "layer": layer, "form": form, "lam": lam})
     return pd.DataFrame(rows)

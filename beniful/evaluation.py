@@ -101,18 +101,20 @@ def _source_digest(obj: Any) -> str:
     return h.hexdigest()[:16]
 
 
-def repaired_key(tm: TrainedModel, elim: eliminators_mod.Eliminator) -> str:
+def repaired_key(tm: TrainedModel, elim: eliminators_mod.Eliminator, split: str = "test") -> str:
     """Cache key of ``elim``'s repair of ``tm`` with the default clean data and incoming pool: the
-    model's own key, the eliminator's name, parameters, seed and device, the pool protocol and a
-    digest of the eliminator's source."""
+    model's own key, the eliminator's name, parameters, seed and device, the pool protocol (and
+    which split's pool: ``"test"`` or ``"validation"``) and a digest of the eliminator's source."""
     cfg = {"model": tm.key, "eliminator": elim.name, "params": elim.params(), "seed": elim.seed,
            "device": str(resolve_device(elim.device_name)), "pool": [POOL_FRACTION, POOL_POISON_SHARE],
            "source": _source_digest(elim)}
+    if split != "test":
+        cfg["split"] = split
     return cache.config_key(cfg)
 
 
-def repaired_model(tm: TrainedModel, elim: eliminators_mod.Eliminator, x_pool: Tensor, use_cache: bool = True
-                   ) -> nn.Module:
+def repaired_model(tm: TrainedModel, elim: eliminators_mod.Eliminator, x_pool: Tensor, use_cache: bool = True,
+                   split: str = "test") -> nn.Module:
     """``elim.repair(tm.model, tm.clean_data(), pool=x_pool)``, loaded from the cache (kind
     ``repaired``, safetensors) when the same repair was made before, so table3, fig3 and table4
     share repaired models. On a hit ``elim.wall_seconds`` (and ``n_suspicious`` where the method
@@ -120,7 +122,7 @@ def repaired_model(tm: TrainedModel, elim: eliminators_mod.Eliminator, x_pool: T
     Repairs kept in forward hooks (FP) and eliminators holding a pre-fitted detector are not cached."""
     # a detector handed to the eliminator is state the key cannot see: no caching then
     cacheable = use_cache and getattr(elim, "detector", None) is None
-    key = repaired_key(tm, elim) if cacheable else None
+    key = repaired_key(tm, elim, split) if cacheable else None
     entry = cache.load(key, kind="repaired") if key is not None else None
     if entry is not None:
         tensors, meta = entry
@@ -130,6 +132,10 @@ def repaired_model(tm: TrainedModel, elim: eliminators_mod.Eliminator, x_pool: T
             elim.wall_seconds = float(meta["wall_seconds"])
             if "n_suspicious" in meta:
                 elim.n_suspicious = int(meta["n_suspicious"])
+            if "suspicious" in meta:  # indices into the pool
+                mask = torch.zeros(len(x_pool), dtype=torch.bool)
+                mask[torch.tensor(meta["suspicious"], dtype=torch.long)] = True
+                elim.suspicious_mask = mask
             return fixed.eval()
     fixed = elim.repair(tm.model, tm.clean_data(), pool=x_pool)
     # a repair that lives partly in forward hooks (fine-pruning's channel mask) is not in the
@@ -139,6 +145,9 @@ def repaired_model(tm: TrainedModel, elim: eliminators_mod.Eliminator, x_pool: T
         meta = {"model_key": tm.key, "eliminator": elim.name, "params": elim.params(), "wall_seconds": elim.wall_seconds}
         if hasattr(elim, "n_suspicious"):
             meta["n_suspicious"] = int(elim.n_suspicious)
+        mask = getattr(elim, "suspicious_mask", None)
+        if mask is not None:
+            meta["suspicious"] = torch.nonzero(mask).flatten().tolist()
         cache.save(key, {k: v.detach().cpu().contiguous() for k, v in fixed.state_dict().items()}, meta,
                    kind="repaired")
     return fixed

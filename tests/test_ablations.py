@@ -45,3 +45,18 @@ def test_sensitivity_to_rate_trains_one_model_per_rate(monkeypatch: pytest.Monke
     assert isinstance(df, pd.DataFrame) and set(df["param"]) == {"rate"}
     with pytest.raises(ValueError, match="poisoning rate"):
         ablations.sensitivity_to_rate("badnets", [1.5], {"seed": 0}, **FAST)
+
+
+def test_validation_repairs_are_cached_with_their_suspicious_stats(tiny_tm, tmp_path, monkeypatch):
+    """With the detector cache on, the form x lambda ablation's repairs are cached per split:
+    table4 and fig4 share their lambda sweep, and a hit reports the same row, suspicious-set
+    precision and recall included."""
+    from beniful import evaluation
+    monkeypatch.setenv("BENIFUL_CACHE", str(tmp_path))
+    kw = {"epochs": 1, "device": "cpu", "detector_kwargs": {"vae_epochs": 2, "augment": 0, "cache": True}}
+    first = ablations.elimination_by_form(tiny_tm, forms=["a+t"], lams=[1.0], split="validation", **kw)
+    assert len(list((tmp_path / "repaired").glob("*.safetensors"))) == 1
+    again = ablations.elimination_by_form(tiny_tm, forms=["a+t"], lams=[1.0], split="validation", **kw)
+    assert "suspicious_precision" in again and first.equals(again)
+    elim = ablations.BeniFulEliminator(form="a+t", lam=1.0, seed=tiny_tm.seed, **kw)
+    assert evaluation.repaired_key(tiny_tm, elim, "validation") != evaluation.repaired_key(tiny_tm, elim)

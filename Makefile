@@ -44,7 +44,7 @@ endif
 
 help:
 	@echo "make install     build .venv ($(PYTHON)) from requirements.txt and install beniful into it"
-	@echo "make reproduce   run every notebook with papermill (PROFILE=$(PROFILE) DATASET=$(DATASET)) and build the book"
+	@echo "make reproduce   run every notebook with papermill (PROFILE=$(PROFILE) DATASET=$(DATASET)), JOBS=$(JOBS) at a time, and build the book"
 	@echo "make test        unit tests + pytest --nbval-lax notebooks/"
 	@echo "make book        jupyter-book build -W -n --keep-going . (into _build/html)"
 

@@ -11,11 +11,12 @@ with ``+`` (e.g. ``"a+t"``):
 - ``b`` *push away*: for suspicious inputs, the hinge ``relu(margin - mse(h_theta(x_s), h_0(x_s)))``
   moves the feature at least ``margin`` (standardised units) away from the backdoored one;
 - ``c`` *clean anchoring* (NAD-like, for comparison): ``mse(h_theta(x), h_0(x))`` on clean inputs;
-- ``t`` *transplanted trigger*: the mean difference between the suspicious inputs and the clean
-  data estimates the trigger (for an all-to-one backdoor the digits average out and the trigger
-  stays); added to clean images it gives triggered inputs whose benign counterpart is known, so
-  ``mse(h_theta(x + delta), h_0(x))`` pulls each one onto its own clean feature, and the task loss
-  ``transplant_ce * CE(f_theta(x + delta), y)`` uses the clean label. This is what lets 25 detected
+- ``t`` *transplanted trigger*: per-pixel moments of the suspicious inputs and of the clean data
+  estimate the trigger as a map ``T(x) = scale * x + shift`` (:func:`estimate_trigger`; for an
+  all-to-one backdoor the digits average out and the trigger stays); applied to clean images it
+  gives triggered inputs whose benign counterpart is known, so ``mse(h_theta(T(x)), h_0(x))`` pulls
+  each one onto its own clean feature, and the task loss ``transplant_ce * CE(f_theta(T(x)), y)``
+  uses the clean label. This is what lets 25 detected
   inputs teach trigger invariance for *every* input (see the book's elimination page).
 
 ``relabel`` adds ``CE(f_theta(x_s), argmax g_0(h_hat(x_s)))``: the suspicious inputs learn the class

@@ -46,10 +46,7 @@ class Detector:
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         t0 = time.time()
         x, y = as_tensors(clean)
-        self.device = resolve_device(self.device_name) if self.device_name != "model" else model_device(model)
-        self.model = model.to(self.device).eval()
-        for p in self.model.parameters():
-            p.requires_grad_(False)
+        self._bind(model)
         if len(torch.unique(y)) > 1 and all(int((y == c).sum()) >= 2 for c in torch.unique(y)):
             cal_idx, fit_idx = stratified_split(y, self.calib_fraction, self.seed)
         else:
@@ -61,6 +58,13 @@ class Detector:
         self.calibrate(x[cal_idx])
         self.fit_seconds = time.time() - t0
         return self
+
+    def _bind(self, model: nn.Module) -> None:
+        """Resolve the device and hold ``model`` frozen in eval mode on it (fit, or a cached fit)."""
+        self.device = resolve_device(self.device_name) if self.device_name != "model" else model_device(model)
+        self.model = model.to(self.device).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
 
     def _fit(self, x: Tensor, y: Tensor) -> None:
         """Learn from clean data (override when needed)."""

@@ -35,7 +35,7 @@ from torch import Tensor, nn
 from .. import cache as cache_mod
 from .. import features
 from ..metrics import threshold_at_fpr
-from ..utils import as_tensors, batches, check_images, check_layer, model_device, resolve_device
+from ..utils import as_tensors, batches, check_images, check_layer, resolve_device
 from ..vae import FeatureVAE, train_vae
 from .base import Detector
 from .registry import DETECTORS
@@ -148,10 +148,7 @@ class BeniFulDetector(Detector):
             vae.load_state_dict(tensors)
         except (KeyError, RuntimeError, ValueError, TypeError):
             return False
-        self.device = resolve_device(self.device_name) if self.device_name != "model" else model_device(model)
-        self.model = model.to(self.device).eval()
-        for p in self.model.parameters():
-            p.requires_grad_(False)
+        self._bind(model)
         self.vae = vae.to(self.device).eval().requires_grad_(False)
         self.stats = {k: (float(v[0]), float(v[1])) for k, v in meta["stats"].items()}
         self.thresholds = {k: float(v) for k, v in meta["thresholds"].items()}

@@ -264,6 +264,20 @@ def test_parameter_table_reads_the_code() -> None:
     assert nb.default_of("attacks", "not_there", "alpha") == "–"
 
 
+def test_ablation_sweeps_fit_fewer_vae_epochs_on_quick_only_and_a_user_value_wins() -> None:
+    """table4's 25 sweep detectors run at 40 VAE epochs on the quick profile (the headline detectors
+    keep the method's 100); the paper profile and a notebook override are not cut."""
+    from beniful.detectors.beniful import BeniFulDetector
+
+    assert nb.method_params("quick", "detectors", ["beniful"]) == {"beniful": {"cache": True}}
+    assert BeniFulDetector().vae_epochs == 100
+    quick = nb.method_params("quick", "ablation sweeps", ["beniful"])["beniful"]
+    assert quick == {"cache": True, "vae_epochs": 40}
+    assert nb.method_params("paper", "ablation sweeps", ["beniful"])["beniful"] == {"cache": True}
+    mine = nb.method_params("quick", "ablation sweeps", ["beniful"], {"beniful": {"vae_epochs": 100}})
+    assert mine["beniful"]["vae_epochs"] == 100
+
+
 def test_method_params_apply_the_quick_budget_only_to_quick(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(nb.QUICK_BUDGET, "detectors", {"strip": {"n_overlays": 20, "alpha": 1.0}})
     quick = nb.method_params("quick", "detectors", ["beniful", "strip"], {"strip": {"n_overlays": 50}})

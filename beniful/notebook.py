@@ -51,7 +51,7 @@ QUICK_BUDGET: dict[str, dict[str, dict[str, Any]]] = {
     "detectors": {
         # (BeniFul runs with its defaults: 100 VAE epochs. The quick budget once cut them to 40; since
         # the detector cache makes each model's fit a one-off that saved under a minute, and 40 epochs
-        # left the VAE underfit: TPR at 5 % FPR on WaNet/IAD seeds 1-2 0.55-0.83, with 100 0.86-0.93.)
+        # left the VAE underfit: TPR at 5 % FPR on WaNet/IAD seeds 1-2 0.53-0.80, with 100 0.78-0.92.)
         # STRIP's paper uses N=100 overlays: ~3 images/s on one CPU core for the quick model
         "strip": {"n_overlays": 20},
     },

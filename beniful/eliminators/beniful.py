@@ -24,9 +24,9 @@ gives them once the trigger is taken away. ``relabel_source`` says where ``y_s``
 the prediction ``g_0(h_hat(x_s))`` from the VAE reconstruction (the detector's inference-consistency
 signal turned into a label); ``inv``, the prediction ``f_0((x_s - shift) / scale)`` on the input with
 the estimated trigger map inverted; ``rec+inv`` (default), the sum of both log-probabilities. With
-``exclude_target`` (default) the inferred target class is never a label: in an all-to-one backdoor a
-triggered input belongs to another class, and a reconstruction that keeps part of the trigger's
-feature would otherwise teach the backdoor again.
+``exclude_target`` (default) the inferred target class (``target_filter`` infers it) is never a
+label: in an all-to-one backdoor a triggered input belongs to another class, and a reconstruction
+that keeps part of the trigger's feature would otherwise teach the backdoor again.
 
 ``keep`` adds ``keep * CE(f_theta(x_p), argmax f_0(x_p))`` on pool inputs the detector does *not*
 flag: the unlabelled incoming data the detector calls benign, labelled by the original model,
@@ -89,7 +89,7 @@ Blended seeds 1-2 or WaNet seed 2 (there the detector flags only 14 of the pool'
 What was left was not the trigger estimate: with the *true* Blended map as the transplant, seed 2
 still kept ASR .147. The relabel labels were at fault. ``argmax g_0(h_hat(x_s))`` was the target
 class itself for 70 % of Blended seed 2's suspicious inputs (43 % seed 0, 27 % IAD seed 0, 52 %
-WaNet seed 2), so ``relabel=3`` taught the backdoor back; the true class was read for only 15-44 %
+WaNet seed 2), so ``relabel=3`` taught the backdoor back; the true class was read for only 15-63 %
 of them on Blended, SIG, WaNet seed 2 and IAD. Measured on the validation pools of seeds 0-2
 (share of suspicious inputs whose label is their true class), ``rec`` without the target .15-.96,
 ``rec`` excluding it .19-.96, ``inv`` excluding it .34-1.00, ``rec+inv`` excluding it .57-1.00

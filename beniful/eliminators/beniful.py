@@ -133,7 +133,7 @@ from tqdm.auto import tqdm
 from .. import features
 from ..detectors.beniful import BeniFulDetector
 from ..training import augment
-from ..utils import check_layer
+from ..utils import batches, check_layer
 from .base import Eliminator
 from .registry import ELIMINATORS
 
@@ -273,19 +273,18 @@ class BeniFulEliminator(Eliminator):
         triggered input's true class is another one, and a reconstruction that keeps part of the
         trigger's feature would otherwise teach the backdoor again."""
         assert det.model is not None and det.vae is not None
+        scale, shift = estimate.to(self.device)
         parts = []
-        for s in range(0, len(x_s), 256):
-            xb = x_s[s:s + 256].to(self.device)
-            lp = torch.zeros(0)
+        for sl in batches(len(x_s), 256):
+            xb = x_s[sl].to(self.device)
+            terms = []
             if "rec" in self.relabel_source:
                 _, logits_rec, _, _ = features.forward_with_reconstruction(
                     det.model, det.layer, xb, det.vae.reconstruct, batched=det.batched)
-                lp = F.log_softmax(logits_rec.float(), 1)
+                terms.append(F.log_softmax(logits_rec.float(), 1))
             if "inv" in self.relabel_source:
-                scale, shift = estimate.to(self.device)
-                inv = F.log_softmax(det.model(((xb - shift) / scale.clamp_min(0.2)).clamp(0, 1)).float(), 1)
-                lp = inv if lp.numel() == 0 else lp + inv
-            parts.append(lp.cpu())
+                terms.append(F.log_softmax(det.model(((xb - shift) / scale.clamp_min(0.2)).clamp(0, 1)).float(), 1))
+            parts.append(sum(terms[1:], terms[0]).cpu())
         logp = torch.cat(parts)
         if self.exclude_target and self.inferred_target is not None and logp.shape[1] > 1:
             logp[:, self.inferred_target] = -float("inf")

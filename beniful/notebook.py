@@ -627,8 +627,12 @@ def collect_results(root: str | os.PathLike | None = None) -> list[tuple[str, st
 
 
 def describe_provenance(df: Any, profile: str, dataset: str) -> str:
-    """``profile / dataset / device / seeds`` of a result table from its provenance columns."""
+    """``profile / dataset / device / seeds`` of a result table from its provenance columns; a GPU's
+    own name (column ``device_name``, e.g. ``NVIDIA H200``) is added to ``cuda``."""
     devices = sorted(set(map(str, df["device"]))) if "device" in df else ["?"]
+    if "device_name" in df and devices == ["cuda"]:
+        names = sorted(set(map(str, df["device_name"])))
+        devices = [f"cuda ({', '.join(names)})"]
     seeds = sorted(set(int(s) for s in df["seed"])) if "seed" in df else []
     return (f"profile={profile} / dataset={dataset} / device={','.join(devices)} / "
             f"seeds={','.join(map(str, seeds)) or '?'}")
@@ -645,6 +649,82 @@ CLAIMS: tuple[dict[str, Any], ...] = (
 )
 
 
+#: the data sets the paper reports on; any other data set under the paper profile is the paper's
+#: recipe (model, schedule) on other data, never the paper's reproduction
+PAPER_DATASETS = ("cifar10", "tiny-imagenet")
+
+
+def setting_note(profile: str, dataset: str) -> str:
+    """One sentence saying what a (profile, dataset) pair is, for every book page that shows its
+    numbers: only the paper profile on the paper's data sets is the like-for-like comparison."""
+    if profile == "quick":
+        return (f"Quick profile on {dataset}: a narrow network and 8 epochs on CPU; evidence about the method, "
+                "not the paper's numbers.")
+    if profile == "paper" and dataset not in PAPER_DATASETS:
+        return (f"The paper profile's model and schedule (PreAct-ResNet-18 at width 64, 100 epochs) on {dataset}, "
+                "run on a GPU (`benchmarks/gpu_check.py`): the paper's recipe on other data, not its reproduction.")
+    if profile == "paper":
+        return f"The paper profile on {dataset}: the paper's setting, comparable with its numbers."
+    return f"Profile {profile!r} on {dataset}."
+
+
+def read_result(profile: str, dataset: str, name: str, root: str | os.PathLike | None = None) -> Any:
+    """``results/<profile>/<dataset>/<name>.csv`` or its multi-seed version (``<name>_seeds0-1-2.csv``),
+    whichever covers most seeds; None when neither exists."""
+    import pandas as pd
+
+    base = Path(root) if root is not None else results_root()
+    best, n_best = None, 0
+    for p in sorted((base / profile / dataset).glob(f"{name}*.csv")):
+        if p.stem != name and not p.stem.startswith(f"{name}_seeds"):
+            continue
+        df = pd.read_csv(p)
+        df.attrs["source"] = f"{profile}/{dataset}/{p.name}"
+        n = df["seed"].nunique() if "seed" in df else 1
+        if n > n_best:
+            best, n_best = df, n
+    return best
+
+
+#: BeniFul's headline numbers per attack, the column they come from, and the issue's target
+HEADLINE_METRICS: tuple[tuple[str, str, str, float], ...] = (
+    ("AUROC", "table2", "auroc", 0.95),
+    ("TPR at 5% FPR", "table2", "tpr_at_5fpr", 0.90),
+    ("ASR after repair", "table3", "asr", 0.05),
+    ("ACC drop of the repair", "table3", "acc_drop", 0.02),
+    ("clean model: triggered inputs flagged", "fig3", "flag_rate_triggered", 0.15),
+)
+
+
+def headline_comparison(settings: Sequence[tuple[str, str]], root: str | os.PathLike | None = None) -> Any:
+    """BeniFul's headline numbers (:data:`HEADLINE_METRICS`) per attack for each (profile, dataset):
+    one row per setting x metric x attack with the mean and std over the seeds the tables hold, the
+    seeds, the target and the file (with its provenance) the number comes from. Used to set the quick profile beside the paper recipe on the same data."""
+    import pandas as pd
+
+    rows = []
+    for profile, dataset in settings:
+        for label, name, col, target in HEADLINE_METRICS:
+            df = read_result(profile, dataset, name, root)
+            if df is None:
+                continue
+            source = f"`{df.attrs['source']}` ({describe_provenance(df, profile, dataset)})"
+            if name == "table2":
+                df = df[df.detector == "beniful"]
+            elif name == "table3":
+                df = df[df.eliminator == "beniful"].assign(acc_drop=lambda d: d.acc_before - d.acc)
+            else:
+                df = df[df.model == "clean"]
+            for attack, g in df.groupby("attack", sort=False):
+                rows.append({"profile": profile, "dataset": dataset, "metric": label, "attack": attack,
+                             "mean": float(g[col].mean()), "std": float(g[col].std(ddof=0)) if len(g) > 1 else 0.0,
+                             "seeds": ",".join(str(int(s)) for s in sorted(g["seed"])) if "seed" in g else "?",
+                             "target": target, "higher_is_better": col in ("auroc", "tpr_at_5fpr"),
+                             "source": source})
+    return pd.DataFrame(rows, columns=["profile", "dataset", "metric", "attack", "mean", "std", "seeds", "target",
+                                       "higher_is_better", "source"])
+
+
 def claims_table(profile: str = "quick", dataset: str | None = None, root: str | os.PathLike | None = None,
                  acc_loss: float = 0.03) -> Any:
     """The paper's claims next to our measurement for one profile/dataset (``not measured yet`` when
@@ -655,16 +735,7 @@ def claims_table(profile: str = "quick", dataset: str | None = None, root: str |
     base = Path(root) if root is not None else results_root()
 
     def read(name: str) -> Any:
-        # the single-seed table or a multi-seed one (name_seeds0-1-2.csv): the one with most seeds
-        best, n_best = None, 0
-        for p in sorted((base / profile / dataset).glob(f"{name}*.csv")):
-            if p.stem != name and not p.stem.startswith(f"{name}_seeds"):
-                continue
-            df = pd.read_csv(p)
-            n = df["seed"].nunique() if "seed" in df else 1
-            if n > n_best:
-                best, n_best = df, n
-        return best
+        return read_result(profile, dataset, name, base)
 
     def spread(values: Any, fmt: str) -> str:
         # mean, and +- std over seeds when there is more than one

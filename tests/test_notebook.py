@@ -361,3 +361,41 @@ def test_qualitative_facts_read_the_tables() -> None:
     text = nb.qualitative_elimination(t3)
     assert "FT removes BadNets (ASR <= 0.1): no (ASR after FT 0.430)" in text
     assert "Blended survives FT better than BadNets (higher ASR after FT): yes" in text
+
+
+def test_describe_provenance_names_the_gpu() -> None:
+    df = pd.DataFrame({"device": ["cuda"] * 2, "device_name": ["NVIDIA H200"] * 2, "seed": [0, 1]})
+    assert nb.describe_provenance(df, "paper", "mnist5k") == \
+        "profile=paper / dataset=mnist5k / device=cuda (NVIDIA H200) / seeds=0,1"
+    # a CPU benchmark's processor name is not repeated
+    cpu = pd.DataFrame({"device": ["cpu"], "device_name": ["x86_64"], "seed": [0]})
+    assert "device=cpu /" in nb.describe_provenance(cpu, "quick", "mnist5k")
+
+
+def test_setting_note_never_calls_other_data_the_papers_reproduction() -> None:
+    assert "not its reproduction" in nb.setting_note("paper", "mnist5k")
+    assert "comparable" in nb.setting_note("paper", "cifar10")
+    assert "not the paper's numbers" in nb.setting_note("quick", "mnist5k")
+
+
+def test_headline_comparison_reads_beniful_rows_per_setting(tmp_path: Path) -> None:
+    t2 = pd.DataFrame({"attack": ["wanet"] * 3, "detector": ["beniful", "beniful", "strip"],
+                       "auroc": [0.98, 0.96, 0.5], "tpr_at_5fpr": [0.9, 0.8, 0.1], "seed": [0, 1, 0]})
+    t3 = pd.DataFrame({"attack": ["wanet"], "eliminator": ["beniful"], "acc": [0.95], "asr": [0.01],
+                       "acc_before": [0.98], "asr_before": [1.0], "seed": [0]})
+    f3 = pd.DataFrame({"attack": ["wanet"] * 2, "model": ["clean", "backdoored"], "flag_rate_triggered": [0.3, 1.0],
+                       "seed": [0, 0]})
+    _plant(tmp_path, "quick", "mnist5k", "table2_seeds0-1", t2)
+    _plant(tmp_path, "quick", "mnist5k", "table3", t3)
+    _plant(tmp_path, "quick", "mnist5k", "fig3", f3)
+    _plant(tmp_path, "paper", "mnist5k", "table2", t2[t2.seed == 0].assign(tpr_at_5fpr=1.0))
+    _plant(tmp_path, "paper", "mnist5k", "table2_seed1_wanet", t2.assign(tpr_at_5fpr=0.0))  # not a seeds table
+    got = nb.headline_comparison([("quick", "mnist5k"), ("paper", "mnist5k")]).set_index(["profile", "metric"])
+    assert got.loc[("quick", "AUROC"), "mean"] == pytest.approx(0.97)
+    assert got.loc[("quick", "AUROC"), "std"] == pytest.approx(0.01)
+    assert got.loc[("quick", "AUROC"), "seeds"] == "0,1"
+    assert got.loc[("quick", "ACC drop of the repair"), "mean"] == pytest.approx(0.03)
+    assert got.loc[("quick", "clean model: triggered inputs flagged"), "mean"] == pytest.approx(0.3)
+    assert got.loc[("paper", "TPR at 5% FPR"), "mean"] == 1.0
+    assert got.loc[("quick", "AUROC"), "source"].startswith("`quick/mnist5k/table2_seeds0-1.csv` (profile=quick")
+    assert ("paper", "ASR after repair") not in got.index  # no table3 for that setting: no row

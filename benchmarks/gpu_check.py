@@ -53,12 +53,12 @@ def main(argv: list[str] | None = None) -> None:
                     help="comma-separated steps after training, run in this order: fig3, table3, table2")
     a = ap.parse_args(argv)
     attacks = a.attacks.split(",") if a.attacks else None
-    run = nb.setup(a.profile, a.dataset, attacks, a.seed, a.device, plot_style=False)
-    out = Path(a.out) if a.out else nb.results_root() / run.profile / run.dataset
     steps = [s for s in a.steps.split(",") if s]
     bad = sorted(set(steps) - set(STEPS))
     if bad:
         raise ValueError(f"unknown steps {bad}; valid steps: {', '.join(STEPS)}")
+    run = nb.setup(a.profile, a.dataset, attacks, a.seed, a.device, plot_style=False)
+    out = Path(a.out) if a.out else nb.results_root() / run.profile / run.dataset
     name = torch.cuda.get_device_name(run.device) if run.device.type == "cuda" else "cpu"
     print(f"{run.provenance}; {name}; torch {torch.__version__}; cache {os.environ.get('BENIFUL_CACHE', '~/.cache')}",
           flush=True)

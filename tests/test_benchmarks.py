@@ -214,3 +214,27 @@ def test_detection_variants_and_acceptance_use_paper_settings() -> None:
                        "images_per_second": [120.0, 100.0, 1.5, 6.0, 25.0]})
     # STRIP is judged at its paper N (1.5 images/s: 67x), not the budgeted 6 images/s (17x)
     assert bench_detection.acceptance(df) == {"plain": True, "scale_up": False, "strip": True}
+
+
+# ---------------------------------------------------------------------------------------------
+# the device check (benchmarks/gpu_check.py): its plumbing on the CPU with the tiny model
+
+def test_gpu_check_names_bad_steps() -> None:
+    from benchmarks import gpu_check
+
+    with pytest.raises(ValueError, match=r"unknown steps \['bogus'\]; valid steps: fig3, table3, table2"):
+        gpu_check.main(["--profile", "quick", "--steps", "table2,bogus", "--device", "cpu"])
+
+
+def test_gpu_check_writes_each_table_with_the_devices_name(tiny_tm, tmp_path, monkeypatch) -> None:
+    from benchmarks import gpu_check
+
+    monkeypatch.setattr(gpu_check.zoo, "get", lambda *a, **k: tiny_tm)  # no model training in a unit test
+    gpu_check.main(["--profile", "quick", "--attacks", "badnets", "--detectors", "strip", "--steps", "table2",
+                    "--device", "cpu", "--out", str(tmp_path)])
+    models = pd.read_csv(tmp_path / "gpu_check_models.csv")
+    assert list(models.attack) == ["none", "badnets"] and set(models.device_name) == {"cpu"}
+    t2 = pd.read_csv(tmp_path / "table2.csv")
+    assert list(t2.detector) == ["strip"] and t2.auroc.between(0, 1).all()
+    assert {"profile", "device", "seed", "device_name", "n_test"} <= set(t2.columns)
+    assert not (tmp_path / "fig3.csv").exists()  # only the steps asked for

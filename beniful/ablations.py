@@ -27,7 +27,7 @@ from .eliminators.beniful import FORMS, BeniFulEliminator
 from .evaluation import _base_row, elimination_split, incoming_pool, natural_mix, repaired_model
 from .metrics import auroc, tpr_at_fpr
 from .training import evaluate
-from .utils import check_fraction
+from .utils import check_fraction, predict_logits
 from .zoo import TrainedModel
 
 __all__ = ["elimination_validation_split", "elimination_validation_row", "detection_by_signal",
@@ -219,6 +219,13 @@ def backdoor_consistency(tms: TrainedModel | Iterable[TrainedModel], clean_tm: T
     - ``model="repaired"`` (``eliminate=True``): a fresh detector fitted on the BeniFul-repaired model.
     All rates, ACC and ASR are measured on the evaluation half of the test set (the repair sees the
     other half as its incoming pool), so the three rows of one attack are comparable.
+
+    A trigger can change a model's prediction without any poisoning: on MNIST a full-image blend or
+    sinusoid sends most digits of a *clean* model to one class. So each row also says how often the
+    model keeps the true class of a triggered input (``keeps_class``) and the flag rate among those
+    inputs (``flag_rate_triggered_kept``) and among the others (``flag_rate_triggered_flipped``):
+    a detector that finds backdoor behaviour rather than unusual inputs flags the kept ones at
+    about the FPR.
     """
     detector_kwargs = dict(detector_kwargs or {})
     rows = []
@@ -237,9 +244,17 @@ def backdoor_consistency(tms: TrainedModel | Iterable[TrainedModel], clean_tm: T
         s_clean, s_trig = det.score(x_clean), det.score(x_trig)
         x, y = tm.test.tensors()
         m = evaluate(model, x, y, tm.attack)  # tm.test is the evaluation half here
+        flagged = s_trig > det.threshold
+        kept = predict_logits(det.model, x_trig).argmax(1) == y[y != tm.attack.target]  # natural_mix's order
+
+        def share(mask: Tensor) -> float:
+            return float(flagged[mask].float().mean()) if mask.any() else float("nan")
+
         return {**_base_row(tm), "model": which, "acc": m["acc"], "asr": m["asr"], "fpr_target": det.fpr,
                 "flag_rate_clean": float((s_clean > det.threshold).float().mean()),
-                "flag_rate_triggered": float((s_trig > det.threshold).float().mean()),
+                "flag_rate_triggered": float(flagged.float().mean()),
+                "keeps_class": float(kept.float().mean()), "flag_rate_triggered_kept": share(kept),
+                "flag_rate_triggered_flipped": share(~kept),
                 "auroc": auroc(s_clean, s_trig), "seconds": time.time() - t0}
 
     for tm in _as_list(tms):

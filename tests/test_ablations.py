@@ -60,3 +60,35 @@ def test_validation_repairs_are_cached_with_their_suspicious_stats(tiny_tm, tmp_
     assert "suspicious_precision" in again and first.equals(again)
     elim = ablations.BeniFulEliminator(form="a+t", lam=1.0, seed=tiny_tm.seed, **kw)
     assert evaluation.repaired_key(tiny_tm, elim, "validation") != evaluation.repaired_key(tiny_tm, elim)
+
+
+def test_backdoor_consistency_splits_triggered_inputs_by_the_models_behaviour(tiny_tm: TrainedModel) -> None:
+    import copy
+    import dataclasses
+
+    import torch
+
+    from beniful.evaluation import elimination_split
+    from beniful.training import TrainConfig, train_classifier
+
+    # a model trained without poison on the same data plays the clean model
+    torch.manual_seed(1)
+    clean_model = copy.deepcopy(tiny_tm.model).train()
+    train_classifier(clean_model, tiny_tm.train.data, tiny_tm.train.targets, TrainConfig(epochs=1, lr=0.05),
+                     device="cpu", progress=False)
+    clean_tm = dataclasses.replace(tiny_tm, model=clean_model.eval(), attack=None)
+    df = ablations.backdoor_consistency(tiny_tm, clean_tm=clean_tm, eliminate=False, detector_kwargs=FAST)
+    assert list(df.model) == ["backdoored", "clean"]
+    # keeps_class is the model's accuracy on the triggered non-target inputs of the evaluation half
+    _, ev = elimination_split(tiny_tm.test, tiny_tm.seed)
+    x, y = ev.tensors()
+    keep = y != tiny_tm.attack.target
+    with torch.no_grad():
+        pred = tiny_tm.model.eval()(tiny_tm.attack.apply(x[keep])).argmax(1)
+    bd = df.set_index("model").loc["backdoored"]
+    assert bd.keeps_class == pytest.approx(float((pred == y[keep]).float().mean()))
+    # the two parts add up to the overall flag rate
+    for _, r in df.iterrows():
+        parts = [(r.keeps_class, r.flag_rate_triggered_kept), (1 - r.keeps_class, r.flag_rate_triggered_flipped)]
+        total = sum(w * v for w, v in parts if w > 0)
+        assert total == pytest.approx(r.flag_rate_triggered, abs=1e-6)

@@ -73,7 +73,7 @@ def test_backdoor_consistency_splits_triggered_inputs_by_the_models_behaviour(ti
 
     # a model trained without poison on the same data plays the clean model
     torch.manual_seed(1)
-    clean_model = copy.deepcopy(tiny_tm.model).train()
+    clean_model = copy.deepcopy(tiny_tm.model).train().requires_grad_(True)  # a detector froze the shared one
     train_classifier(clean_model, tiny_tm.train.data, tiny_tm.train.targets, TrainConfig(epochs=1, lr=0.05),
                      device="cpu", progress=False)
     clean_tm = dataclasses.replace(tiny_tm, model=clean_model.eval(), attack=None)

@@ -41,7 +41,12 @@ class Detector:
 
     # ------------------------------------------------------------------ fit / calibrate
     def fit(self, model: nn.Module, clean: Any) -> "Detector":
-        """Learn from clean data and calibrate the threshold on a held-out part of it."""
+        """Learn from clean data and calibrate the threshold on a held-out part of it.
+
+        The detector guards ``model`` as it is deployed: it moves the model to its device and freezes
+        it *in place* (eval mode, ``requires_grad=False``) rather than copying it, so a large model is
+        held once. Pass ``copy.deepcopy(model)`` to keep training the original afterwards.
+        """
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         t0 = time.time()

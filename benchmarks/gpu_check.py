@@ -29,10 +29,13 @@ from beniful import notebook as nb
 from beniful.cache import atomic_write_text
 
 
-def _write(df: pd.DataFrame, out: Path, name: str) -> None:
+def _write(df: pd.DataFrame, out: Path, name: str, run: nb.Run) -> None:
+    """``<out>/<name>.csv`` for seed 0, ``<name>_seeds<s>.csv`` otherwise (the notebooks' naming),
+    written atomically, so another seed never overwrites seed 0's table."""
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / f"{name}.csv", df.to_csv(index=False))
-    print(f"-> {out / name}.csv ({len(df)} rows)", flush=True)
+    path = out / f"{nb.table_name(run, name)}.csv"
+    atomic_write_text(path, df.to_csv(index=False))
+    print(f"-> {path} ({len(df)} rows)", flush=True)
 
 
 def _columns(run: nb.Run) -> dict:
@@ -74,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"model {atk:8s} acc {tm.metrics.get('acc', float('nan')):.3f} asr {tm.metrics.get('asr', float('nan')):.3f} "
               f"{time.time() - t0:6.1f} s", flush=True)
     run.extra["device_name"] = name
-    _write(pd.DataFrame(times).assign(**_columns(run)), out, "gpu_check_models")
+    _write(pd.DataFrame(times).assign(**_columns(run)), out, "gpu_check_models", run)
 
     det_kwargs = nb.method_params(run.profile, "detectors", ["beniful"])["beniful"]
     elim_kwargs = {k: v for k, v in nb.method_params(run.profile, "eliminators", ["beniful"])["beniful"].items()
@@ -97,7 +100,7 @@ def fig3(run: nb.Run, out: Path, a: argparse.Namespace, det_kwargs: dict, elim_k
         frames.append(part)
         print(part[["attack", "model", "acc", "asr", "flag_rate_clean", "flag_rate_triggered", "auroc", "seconds"]]
               .round(3).to_string(index=False, header=len(frames) == 1), flush=True)
-        _write(pd.concat(frames, ignore_index=True).assign(**_columns(run)), out, "fig3")
+        _write(pd.concat(frames, ignore_index=True).assign(**_columns(run)), out, "fig3", run)
 
 
 def table2(run: nb.Run, out: Path, a: argparse.Namespace, det_kwargs: dict, elim_kwargs: dict) -> None:
@@ -116,7 +119,7 @@ def table2(run: nb.Run, out: Path, a: argparse.Namespace, det_kwargs: dict, elim
             rows.append({**row, **_columns(run), "n_test": len(tm.test)})
             print(f"table2 {atk:8s} {d:9s} auroc {row['auroc']:.3f} tpr@5 {row['tpr_at_5fpr']:.3f} "
                   f"{time.time() - t0:6.1f} s", flush=True)
-        _write(pd.DataFrame(rows), out, "table2")
+        _write(pd.DataFrame(rows), out, "table2", run)
 
 
 def table3(run: nb.Run, out: Path, a: argparse.Namespace, det_kwargs: dict, elim_kwargs: dict) -> None:
@@ -131,7 +134,7 @@ def table3(run: nb.Run, out: Path, a: argparse.Namespace, det_kwargs: dict, elim
         rows.append({**row, **_columns(run)})
         print(f"table3 {atk:8s} acc {row['acc_before']:.3f}->{row['acc']:.3f} asr {row['asr_before']:.3f}->"
               f"{row['asr']:.3f} {time.time() - t0:6.1f} s", flush=True)
-    _write(pd.DataFrame(rows), out, "table3")
+    _write(pd.DataFrame(rows), out, "table3", run)
 
 
 STEPS = {"fig3": fig3, "table3": table3, "table2": table2}

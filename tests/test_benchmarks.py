@@ -238,3 +238,8 @@ def test_gpu_check_writes_each_table_with_the_devices_name(tiny_tm, tmp_path, mo
     assert list(t2.detector) == ["strip"] and t2.auroc.between(0, 1).all()
     assert {"profile", "device", "seed", "device_name", "n_test"} <= set(t2.columns)
     assert not (tmp_path / "fig3.csv").exists()  # only the steps asked for
+    # another seed writes beside seed 0's tables, never over them
+    gpu_check.main(["--profile", "quick", "--attacks", "badnets", "--detectors", "strip", "--steps", "table2",
+                    "--device", "cpu", "--out", str(tmp_path), "--seed", "1"])
+    assert (tmp_path / "table2_seeds1.csv").is_file()
+    assert list(pd.read_csv(tmp_path / "table2.csv").seed) == [0]

@@ -67,11 +67,11 @@ def main(argv: list[str] | None = None) -> None:
           flush=True)
     t_all = time.time()
 
-    # 1. models (clean + each attack): trained once, cached, shared by every step below
-    times = []
+    # 1. models (clean + each attack): trained or loaded once, held for every step below
+    times, models = [], {}
     for atk in ["none", *run.attacks]:
         t0 = time.time()
-        tm = zoo.get(atk, progress=False, **run.zoo_kwargs())
+        tm = models[atk] = zoo.get(atk, progress=False, **run.zoo_kwargs())
         times.append({"attack": atk, "acc": tm.metrics.get("acc"), "asr": tm.metrics.get("asr"),
                       "seconds": time.time() - t0})
         print(f"model {atk:8s} acc {tm.metrics.get('acc', float('nan')):.3f} asr {tm.metrics.get('asr', float('nan')):.3f} "
@@ -84,18 +84,16 @@ def main(argv: list[str] | None = None) -> None:
                    if k != "detector_kwargs"}
 
     for step in steps:
-        STEPS[step](run, out, a, det_kwargs, elim_kwargs)
+        STEPS[step](run, out, a, models, det_kwargs, elim_kwargs)
     print(f"total {time.time() - t_all:.0f} s", flush=True)
 
 
-def fig3(run: nb.Run, out: Path, a: argparse.Namespace, det_kwargs: dict, elim_kwargs: dict) -> None:
+def fig3(run: nb.Run, out: Path, a: argparse.Namespace, models: dict, det_kwargs: dict, elim_kwargs: dict) -> None:
     """Backdoor Consistency: the detector on the clean, backdoored and BeniFul-repaired model."""
     dev = run.device
-    clean_tm = zoo.get("none", progress=False, **run.zoo_kwargs())
     frames = []
     for atk in run.attacks:
-        tm = zoo.get(atk, progress=False, **run.zoo_kwargs())
-        part = ablations.backdoor_consistency(tm, clean_tm=clean_tm, eliminate=True, layer="layer3",
+        part = ablations.backdoor_consistency(models[atk], clean_tm=models["none"], eliminate=True, layer="layer3",
                                               detector_kwargs=det_kwargs, device=str(dev), **elim_kwargs)
         frames.append(part)
         print(part[["attack", "model", "acc", "asr", "flag_rate_clean", "flag_rate_triggered", "auroc", "seconds"]]
@@ -103,7 +101,7 @@ def fig3(run: nb.Run, out: Path, a: argparse.Namespace, det_kwargs: dict, elim_k
         _write(pd.concat(frames, ignore_index=True).assign(**_columns(run)), out, "fig3", run)
 
 
-def table2(run: nb.Run, out: Path, a: argparse.Namespace, det_kwargs: dict, elim_kwargs: dict) -> None:
+def table2(run: nb.Run, out: Path, a: argparse.Namespace, models: dict, det_kwargs: dict, elim_kwargs: dict) -> None:
     """Every registered detector (BeniFul first), one CSV write per detector."""
     dev = run.device
     dets = nb.choose("detectors", a.detectors.split(",") if a.detectors else None)
@@ -114,7 +112,7 @@ def table2(run: nb.Run, out: Path, a: argparse.Namespace, det_kwargs: dict, elim
     for d in dets:
         for atk in run.attacks:
             t0 = time.time()
-            tm = nb.test_subset(zoo.get(atk, progress=False, **run.zoo_kwargs()), n_scored, run.seed)
+            tm = nb.test_subset(models[atk], n_scored, run.seed)
             row = evaluation.detection_row(tm, d, device=str(dev), **kw[d])
             rows.append({**row, **_columns(run), "n_test": len(tm.test)})
             print(f"table2 {atk:8s} {d:9s} auroc {row['auroc']:.3f} tpr@5 {row['tpr_at_5fpr']:.3f} "
@@ -122,14 +120,14 @@ def table2(run: nb.Run, out: Path, a: argparse.Namespace, det_kwargs: dict, elim
         _write(pd.DataFrame(rows), out, "table2", run)
 
 
-def table3(run: nb.Run, out: Path, a: argparse.Namespace, det_kwargs: dict, elim_kwargs: dict) -> None:
+def table3(run: nb.Run, out: Path, a: argparse.Namespace, models: dict, det_kwargs: dict, elim_kwargs: dict) -> None:
     """The BeniFul row of table3 (the repair is shared with fig3 through the cache)."""
     dev = run.device
     kw = nb.method_params(run.profile, "eliminators", ["beniful"], {})["beniful"]
     rows = []
     for atk in run.attacks:
         t0 = time.time()
-        tm = zoo.get(atk, progress=False, **run.zoo_kwargs())
+        tm = models[atk]
         row = evaluation.elimination_row(tm, "beniful", device=str(dev), **kw)
         rows.append({**row, **_columns(run)})
         print(f"table3 {atk:8s} acc {row['acc_before']:.3f}->{row['acc']:.3f} asr {row['asr_before']:.3f}->"

@@ -1,6 +1,7 @@
 """On-disk cache of trained models, keyed by their full configuration.
 
-An entry is two files in ``$BENIFUL_CACHE`` (default ``~/.cache/beniful``):
+An entry is two files in the cache folder (:func:`beniful.paths.cache_root`: ``$BENIFUL_CACHE``,
+else ``<checkout>/.cache``, else ``~/.cache/beniful``):
 ``<key>.safetensors`` (tensors only: no pickle, nothing executable) and ``<key>.json`` (the
 configuration, metrics and the SHA-256 of the tensor file). Both are written to a temp file and
 renamed, tensors first, so an entry exists only once it is complete. A tampered, truncated or
@@ -20,6 +21,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from . import paths
+
 __all__ = ["cache_dir", "config_key", "save", "load", "atomic_write_bytes", "atomic_write_text", "sha256_file",
            "CacheCorruptWarning"]
 
@@ -31,9 +34,8 @@ class CacheCorruptWarning(UserWarning):
 
 
 def cache_dir() -> Path:
-    d = Path(os.environ.get("BENIFUL_CACHE", Path.home() / ".cache" / "beniful")).expanduser()
-    d.mkdir(parents=True, exist_ok=True)
-    return d
+    """The cache folder (:func:`beniful.paths.cache_root`)."""
+    return paths.cache_root()
 
 
 def canonical_json(obj: Any) -> str:

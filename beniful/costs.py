@@ -14,6 +14,8 @@ from typing import Any, Sequence
 
 import pandas as pd
 
+from . import paths
+
 __all__ = ["PAPER_PASSES", "ACCEPTANCE", "COMMANDS", "bench_path", "load_bench", "missing_note", "command", "bench_provenance",
            "detection_costs", "elimination_costs", "acceptance", "plot_costs"]
 
@@ -39,10 +41,10 @@ COMMANDS: dict[str, str] = {
 
 
 def bench_path(name: str, profile: str, dataset: str, root: str | os.PathLike | None = None) -> Path:
-    """``<results>/<profile>/<dataset>/<name>.csv`` (results root: ``root``, $BENIFUL_RESULTS or ./results)."""
+    """``<results>/<profile>/<dataset>/<name>.csv`` (results root: :func:`beniful.paths.results_root`)."""
     if name not in COMMANDS:
         raise ValueError(f"unknown benchmark table {name!r}; valid: {', '.join(COMMANDS)}")
-    base = Path(root) if root is not None else Path(os.environ.get("BENIFUL_RESULTS", "results"))
+    base = paths.results_root(root)
     return base / profile / dataset / f"{name}.csv"
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .utils import env_path
+from . import paths
 
 __all__ = ["ImageDataset", "load", "available", "data_root", "DatasetNotFoundError", "UnsafePickleError", "INFO"]
 
@@ -108,8 +108,8 @@ def available() -> list[str]:
 
 
 def data_root(root: str | os.PathLike | None = None) -> Path:
-    """Where on-disk datasets live: ``root``, else ``$BENIFUL_DATA``, else ``./data``."""
-    return Path(root if root is not None else env_path("BENIFUL_DATA", "data"))
+    """Where on-disk datasets live (:func:`beniful.paths.data_root`)."""
+    return paths.data_root(root)
 
 
 def check_name(name: str) -> str:

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from . import attacks as attacks_mod
-from . import datasets, detectors as detectors_mod, eliminators as eliminators_mod, profiles, results
+from . import datasets, detectors as detectors_mod, eliminators as eliminators_mod, paths, profiles, results
 from .datasets import ImageDataset
 from .utils import batches, check_layer, resolve_device
 
@@ -92,47 +92,7 @@ LAYERS: tuple[str, ...] = ("layer1", "layer2", "layer3", "layer4")
 # ---------------------------------------------------------------------------------------------
 # Paths
 
-def repo_root(start: str | os.PathLike | None = None) -> Path | None:
-    """The checkout holding this package (a folder with ``pyproject.toml`` and ``beniful/``), if any.
-
-    papermill runs kernels with ``--cwd notebooks``; resolving results against the checkout keeps
-    every CSV in one ``results/`` tree no matter where the kernel started.
-    """
-    here = Path(start if start is not None else os.getcwd()).resolve()
-    for d in (here, *here.parents):
-        if (d / "pyproject.toml").is_file() and (d / "beniful" / "__init__.py").is_file():
-            return d
-    return None
-
-
-def results_root() -> Path:
-    """``$BENIFUL_RESULTS``, else ``<checkout>/results``, else ``./results``."""
-    env = os.environ.get("BENIFUL_RESULTS")
-    if env:
-        return Path(env)
-    root = repo_root()
-    return (root / "results") if root is not None else Path("results")
-
-
-def data_root() -> Path:
-    """``$BENIFUL_DATA``, else ``<checkout>/data`` (so a kernel started in ``notebooks/`` finds it), else ``./data``."""
-    env = os.environ.get("BENIFUL_DATA")
-    if env:
-        return Path(env)
-    root = repo_root()
-    return (root / "data") if root is not None else Path("data")
-
-
-def display_path(path: str | os.PathLike) -> str:
-    """``path`` relative to the checkout when inside it (stable text for nbval), else its name."""
-    p = Path(path).resolve()
-    root = repo_root()
-    if root is not None:
-        try:
-            return p.relative_to(root).as_posix()
-        except ValueError:
-            pass
-    return p.name
+repo_root, results_root, data_root, display_path = paths.repo_root, paths.results_root, paths.data_root, paths.display_path
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from . import paths
 from .cache import atomic_write_text
 
 __all__ = ["results_dir", "write_table", "read_table", "provenance"]
 
 
 def results_dir(profile: str, dataset: str, root: str | os.PathLike | None = None) -> Path:
-    base = Path(root if root is not None else os.environ.get("BENIFUL_RESULTS", "results"))
-    return base / profile / dataset
+    return paths.results_root(root) / profile / dataset
 
 
 def provenance() -> dict[str, str]:

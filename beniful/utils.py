@@ -1,16 +1,12 @@
 """Small shared helpers: device choice, seeding, batching, input coercion, validation."""
 from __future__ import annotations
 
-import os
 import random
 from typing import Iterator, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor, nn
-
-CleanData = "torch.utils.data.Dataset | torch.utils.data.DataLoader | tuple[Tensor, Tensor]"
-
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """``"auto"`` picks CUDA when present, else CPU; anything else must be a valid torch device."""
@@ -129,7 +125,3 @@ def model_device(model: nn.Module) -> torch.device:
         return next(model.parameters()).device
     except StopIteration:
         return torch.device("cpu")
-
-
-def env_path(var: str, default: str) -> str:
-    return os.environ.get(var, default)

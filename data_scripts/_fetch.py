@@ -51,8 +51,17 @@ class UnsafeArchiveError(ValueError):
 
 
 def default_root() -> Path:
-    """``$BENIFUL_DATA`` if set, else ``./data`` (the same rule as ``beniful.datasets.data_root``)."""
-    return Path(os.environ.get("BENIFUL_DATA", "data"))
+    """Where the loaders look: :func:`beniful.paths.data_root` (``$BENIFUL_DATA``, else the checkout's
+    ``data/``, else ``./data``); the same rule without the package installed."""
+    try:
+        from beniful.paths import data_root
+    except ImportError:  # the scripts also run without the package installed
+        env = os.environ.get("BENIFUL_DATA")
+        checkout = Path(__file__).resolve().parent.parent
+        if env:
+            return Path(env)
+        return checkout / "data" if (checkout / "beniful" / "__init__.py").is_file() else Path("data")
+    return data_root()
 
 
 def file_hash(path: str | os.PathLike, algorithm: str = "md5") -> str:

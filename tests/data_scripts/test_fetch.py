@@ -300,7 +300,10 @@ def test_default_root_follows_beniful_data(monkeypatch, tmp_path):
     monkeypatch.setenv("BENIFUL_DATA", str(tmp_path))
     assert fetch.default_root() == tmp_path
     monkeypatch.delenv("BENIFUL_DATA")
-    assert fetch.default_root() == Path("data")
+    # the loaders' rule: the checkout's data/ folder, whatever the working folder
+    from beniful import paths
+
+    assert fetch.default_root() == paths.data_root() == paths.repo_root() / "data"
 
 
 def test_standalone_module_uses_only_the_standard_library():

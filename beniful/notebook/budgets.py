@@ -1,0 +1,111 @@
+"""How much work each method gets in a notebook: the quick profile's CPU budget and the settings
+every notebook passes, merged with a notebook's own overrides into one set of keyword arguments.
+
+Why here and not in the methods: a method's defaults are its paper's settings (the paper profile
+runs them unchanged); only the quick profile scales some of them down to fit two CPU cores. The
+book's setup page lists every value below.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Sequence
+
+from .. import datasets
+
+__all__ = ["QUICK_BUDGET", "NOTEBOOK_DEFAULTS", "QUICK_DETECTION_TEST_IMAGES", "LAYERS", "method_params",
+           "detection_test_images", "test_subset", "kwargs_note"]
+
+
+#: Per-method keyword overrides that keep the *quick* profile inside its CPU budget (every notebook
+#: within minutes on 2 cores). They apply only when ``profile == "quick"``; the paper
+#: profile runs every method with its defaults (its paper's settings). Listed on the book's setup page.
+QUICK_BUDGET: dict[str, dict[str, dict[str, Any]]] = {
+    "detectors": {
+        # (BeniFul runs with its defaults: 100 VAE epochs. The quick budget once cut them to 40; since
+        # the detector cache makes each model's fit a one-off that saved under a minute, and 40 epochs
+        # left the VAE underfit: TPR at 5 % FPR on WaNet/IAD seeds 1-2 0.53-0.80, with 100 0.78-0.92.)
+        # STRIP's paper uses N=100 overlays: ~3 images/s on one CPU core for the quick model
+        "strip": {"n_overlays": 20},
+    },
+    "eliminators": {
+        # every fine-tuning defense gets BeniFul's budget of 20 epochs over the clean data
+        "ft": {"epochs": 20},
+        "fp": {"epochs": 20},
+        "nad": {"teacher_epochs": 5, "epochs": 15},
+        # ANP's 2,000 mask-search iterations and I-BAU's 5 rounds take minutes per model on a CPU
+        "anp": {"iterations": 100},
+        "ibau": {"rounds": 2},
+    },
+    # table4's layer and clean-fraction sweeps fit 25 more BeniFul detectors; a layer1 VAE (8 x 28 x 28
+    # features) takes ~75 s at 100 epochs on one core, so the sweeps compare every layer and fraction
+    # at 40 epochs (the same budget for each row; the headline detectors keep 100)
+    "ablation sweeps": {
+        "beniful": {"vae_epochs": 40},
+    },
+}
+
+#: Keyword arguments every notebook passes, on every profile: BeniFul's fitted detector is cached
+#: (the same detector on the same model is fitted by table2, fig2, fig3, fig4, table4 and each
+#: BeniFul repair; see ``BeniFulDetector.fit``).
+NOTEBOOK_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
+    "detectors": {"beniful": {"cache": True}},
+    "eliminators": {"beniful": {"detector_kwargs": {"cache": True}}},
+    "ablation sweeps": {"beniful": {"cache": True}},
+}
+
+#: Test images scored per attack in the quick profile's detection table (stratified; the natural mix
+#: is these clean images plus the triggered copies of their non-target ones). None = all of them.
+QUICK_DETECTION_TEST_IMAGES: int | None = 200
+
+#: The middle layers of the package's PreAct-ResNet-18, shallow to deep.
+LAYERS: tuple[str, ...] = ("layer1", "layer2", "layer3", "layer4")
+
+
+
+def method_params(profile: str, kind: str, names: Sequence[str], overrides: dict[str, dict[str, Any]] | None = None
+                  ) -> dict[str, dict[str, Any]]:
+    """Keyword arguments per method of ``kind``: the quick budget (quick profile only) updated by the
+    notebook's ``overrides``. Overrides naming a method that is not run raise a ValueError."""
+    overrides = dict(overrides or {})
+    unknown = sorted(set(overrides) - set(names))
+    if unknown:
+        raise ValueError(f"parameters given for {kind} that are not run: {', '.join(unknown)}; "
+                         f"running: {', '.join(names) or '(none)'}")
+    budget = QUICK_BUDGET.get(kind, {}) if profile == "quick" else {}
+    out = {}
+    for n in names:
+        layers = [NOTEBOOK_DEFAULTS.get(kind, {}).get(n, {}), budget.get(n, {}), overrides.get(n, {})]
+        merged: dict[str, Any] = {}
+        for part in layers:
+            for k, v in part.items():
+                # nested detector keyword arguments are merged, not replaced
+                merged[k] = {**merged[k], **v} if k == "detector_kwargs" and isinstance(merged.get(k), dict) else v
+        out[n] = merged
+    return out
+
+
+def detection_test_images(profile: str, n_test: int | None = None) -> int | None:
+    """How many test images a detection table scores: ``n_test`` when given, else the quick budget
+    (quick profile) or all of them (any other profile)."""
+    if n_test is not None:
+        if not isinstance(n_test, int) or isinstance(n_test, bool) or n_test < 20:
+            raise ValueError(f"n_test must be an integer >= 20 or None (all test images), got {n_test!r}")
+        return n_test
+    return QUICK_DETECTION_TEST_IMAGES if profile == "quick" else None
+
+
+def test_subset(tm: Any, n: int | None, seed: int = 0) -> Any:
+    """``tm`` with its test set cut to a stratified ``n`` images (unchanged when ``n`` is None or
+    not smaller), so a detection row scores fewer inputs under the same protocol."""
+    if n is None or n >= len(tm.test):
+        return tm
+    idx, _ = datasets.stratified_split(tm.test.targets, n / len(tm.test), seed + 7)
+    return dataclasses.replace(tm, test=tm.test.subset(idx))
+
+
+def kwargs_note(kwargs: dict[str, dict[str, Any]]) -> str:
+    """One line naming every non-default method parameter, e.g. ``strip(n_overlays=20)``."""
+    parts = [f"{n}({', '.join(f'{k}={v!r}' for k, v in kw.items())})" for n, kw in kwargs.items() if kw]
+    return "non-default parameters: " + ("; ".join(parts) if parts else "none")
+
+

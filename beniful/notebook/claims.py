@@ -1,0 +1,257 @@
+"""Claims and targets beside our measurements, with ONE table of the thresholds that decide them.
+
+Where each number comes from matters as much as the number. The paper's abstract (arXiv
+2410.14723) states no number; the two quantitative statements that circulate ("AUROC typically
+>= 0.92", "ASR drop > 95 %") come from an AI-written TL;DR on sciencestack.ai, a third-party
+summary, and are labelled so. Every other bound is ours: a target this project set itself, or a
+reading of a qualitative statement. :data:`THRESHOLDS` is read by the claims page, the paper-recipe
+page, the qualitative checks of table2/table3 and fig3's counts, so a bound is changed in one place.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from typing import Any, Sequence
+
+from .. import profiles
+from .reading import describe_provenance, read_result
+
+__all__ = ["Threshold", "THRESHOLDS", "SUMMARY", "threshold", "thresholds_table", "claims_table",
+           "headline_comparison", "qualitative_detection", "qualitative_elimination", "setting_note",
+           "PAPER_DATASETS"]
+
+#: the source label of the two numbers that circulate as "the paper's" but are not in its abstract
+SUMMARY = "third-party summary (AI-written TL;DR on sciencestack.ai), not the paper"
+OURS = "ours (this project's target)"
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """One bound that decides whether a claim or a target holds.
+
+    Attributes:
+        key: short name used in code (:func:`threshold`).
+        what: the statement checked, in words.
+        table: the result table it is measured in (``table2``, ``table3``, ``fig3``).
+        column: the column (or derived quantity) compared with the bound.
+        bound: the number.
+        higher_is_better: ``True`` when the measurement must reach the bound, ``False`` when it must
+            stay at or under it.
+        source: where the bound comes from (:data:`SUMMARY` or ours, with why).
+        group: ``claim`` (a statement about the method), ``target`` (a headline number of ours) or
+            ``behaviour`` (a baseline's known qualitative behaviour).
+    """
+
+    key: str
+    what: str
+    table: str
+    column: str
+    bound: float
+    higher_is_better: bool
+    source: str
+    group: str
+
+    def holds(self, value: float) -> bool:
+        """Whether ``value`` meets the bound (``>=`` or ``<=``, strict for the ASR drop)."""
+        if self.key == "asr_drop":
+            return value > self.bound
+        return value >= self.bound if self.higher_is_better else value <= self.bound
+
+
+THRESHOLDS: tuple[Threshold, ...] = (
+    Threshold("auroc", "detection AUROC typically >= 0.92 (BeniFul, each attack)", "table2", "auroc", 0.92,
+              True, SUMMARY, "claim"),
+    Threshold("asr_drop", "elimination: ASR drop > 95% (BeniFul, each attack)", "table3", "asr drop", 0.95,
+              True, SUMMARY, "claim"),
+    Threshold("acc_loss", "elimination: minimal ACC loss (BeniFul, <= 3 points)", "table3", "acc_before - acc", 0.03,
+              False, "'minimal ACC loss' from the third-party summary; the 3-point bound is ours", "claim"),
+    Threshold("clean_model_flags", "Backdoor Consistency: on a model without backdoor, triggered inputs are flagged "
+              "at about the FPR (<= 0.15 at a 5% target)", "fig3", "flag_rate_triggered", 0.15, False,
+              "ours: the paper's Backdoor Consistency (abstract) read as a bound, 3x the 5% FPR target", "claim"),
+    Threshold("target_auroc", "AUROC", "table2", "auroc", 0.95, True, OURS, "target"),
+    Threshold("target_tpr", "TPR at 5% FPR", "table2", "tpr_at_5fpr", 0.90, True, OURS, "target"),
+    Threshold("target_asr", "ASR after repair", "table3", "asr", 0.05, False, OURS, "target"),
+    Threshold("target_acc_drop", "ACC drop of the repair", "table3", "acc_drop", 0.02, False, OURS, "target"),
+    Threshold("target_clean_model_flags", "clean model: triggered inputs flagged", "fig3", "flag_rate_triggered",
+              0.15, False, OURS, "target"),
+    Threshold("strip_scale_up_badnets", "STRIP and SCALE-UP detect BadNets", "table2", "auroc", 0.90, True,
+              "ours: the behaviour their papers report, as a bound", "behaviour"),
+    Threshold("ft_removes_badnets", "FT removes BadNets", "table3", "asr", 0.10, False,
+              "ours: BackdoorBench's leaderboard (FT on 5% clean data: BadNets ASR 1.5%), as a bound", "behaviour"),
+)
+
+_BY_KEY = {t.key: t for t in THRESHOLDS}
+
+
+def threshold(key: str) -> Threshold:
+    """The :class:`Threshold` named ``key``; a ValueError lists the valid keys."""
+    if key not in _BY_KEY:
+        raise ValueError(f"unknown threshold {key!r}; valid: {', '.join(_BY_KEY)}")
+    return _BY_KEY[key]
+
+
+def thresholds_table() -> Any:
+    """Every threshold with its source, as a DataFrame for the book."""
+    import pandas as pd
+
+    return pd.DataFrame([asdict(t) for t in THRESHOLDS])
+
+
+#: the data sets the paper reports on; any other data set under the paper profile is the paper's
+#: recipe (model, schedule) on other data, never the paper's reproduction
+PAPER_DATASETS = ("cifar10", "tiny-imagenet")
+
+
+def setting_note(profile: str, dataset: str) -> str:
+    """One sentence saying what a (profile, dataset) pair is, for every book page that shows its
+    numbers: only the paper profile on the paper's data sets is the like-for-like comparison."""
+    if profile == "quick":
+        return (f"Quick profile on {dataset}: a narrow network and 8 epochs on CPU; evidence about the method, "
+                "not the paper's numbers.")
+    if profile == "paper" and dataset not in PAPER_DATASETS:
+        return (f"The paper profile's model and schedule (PreAct-ResNet-18 at width 64, 100 epochs) on {dataset}, "
+                "run on a GPU (`benchmarks/gpu_check.py`): the paper's recipe on other data, not its reproduction.")
+    if profile == "paper":
+        return f"The paper profile on {dataset}: the paper's setting, comparable with its numbers."
+    return f"Profile {profile!r} on {dataset}."
+
+
+def _fact(text: str, ok: bool | None, value: str) -> str:
+    mark = "not measured" if ok is None else ("yes" if ok else "no")
+    return f"- {text}: {mark}" + (f" ({value})" if value else "")
+
+
+def qualitative_detection(table: Any) -> str:
+    """The baselines' known qualitative behaviour as measured in a table2 frame: STRIP and SCALE-UP
+    detect BadNets (bound ``strip_scale_up_badnets``); BeniFul has the best mean AUROC."""
+    t = threshold("strip_scale_up_badnets")
+    mean = table.groupby(["detector", "attack"])["auroc"].mean()
+    lines = []
+    for det, name in (("strip", "STRIP"), ("scale_up", "SCALE-UP")):
+        v = mean.get((det, "badnets"))
+        lines.append(_fact(f"{name} detects BadNets (AUROC >= {t.bound:g})", None if v is None else t.holds(v),
+                           "" if v is None else f"AUROC {v:.3f}"))
+    per_det = table.groupby("detector")["auroc"].mean().sort_values(ascending=False)
+    if "beniful" in per_det and len(per_det) > 1:
+        lines.append(_fact("BeniFul has the highest mean AUROC over the attacks", per_det.index[0] == "beniful",
+                           ", ".join(f"{d} {v:.3f}" for d, v in per_det.items())))
+    return "\n".join(lines)
+
+
+def qualitative_elimination(table: Any) -> str:
+    """Known qualitative behaviour of fine-tuning as measured in a table3 frame: FT removes BadNets
+    (bound ``ft_removes_badnets``), and Blended survives FT better than BadNets does."""
+    t = threshold("ft_removes_badnets")
+    asr = table.groupby(["eliminator", "attack"])["asr"].mean()
+    b, bl = asr.get(("ft", "badnets")), asr.get(("ft", "blended"))
+    lines = [_fact(f"FT removes BadNets (ASR <= {t.bound:g})", None if b is None else t.holds(b),
+                   "" if b is None else f"ASR after FT {b:.3f}"),
+             _fact("Blended survives FT better than BadNets (higher ASR after FT)",
+                   None if b is None or bl is None else bl > b,
+                   "" if b is None or bl is None else f"Blended {bl:.3f} vs BadNets {b:.3f}")]
+    return "\n".join(lines)
+
+
+def _beniful_rows(df: Any, name: str) -> Any:
+    """BeniFul's rows of a result table (the clean model's rows of fig3), with ``acc_drop`` added to table3."""
+    if name == "table2":
+        return df[df.detector == "beniful"] if "detector" in df else df.iloc[:0]
+    if name == "table3":
+        part = df[df.eliminator == "beniful"] if "eliminator" in df else df.iloc[:0]
+        return part.assign(acc_drop=part.acc_before - part.acc) if {"acc_before", "acc"} <= set(part) else part
+    return df[df.model == "clean"] if "model" in df else df.iloc[:0]
+
+
+def headline_comparison(settings: Sequence[tuple[str, str]], root: str | os.PathLike | None = None) -> Any:
+    """BeniFul's headline numbers (the ``target`` rows of :data:`THRESHOLDS`) per attack for each
+    (profile, dataset): one row per setting x metric x attack with the mean and std over the seeds the
+    tables hold, the seeds, the target and the file (with its provenance) the number comes from.
+
+    Args:
+        settings: (profile, dataset) pairs, e.g. ``[("quick", "mnist5k"), ("paper", "mnist5k")]``.
+        root: results root (default :func:`beniful.paths.results_root`).
+
+    Returns:
+        A long DataFrame; settings whose tables are missing contribute no rows.
+    """
+    import pandas as pd
+
+    rows = []
+    for profile, dataset in settings:
+        for t in (t for t in THRESHOLDS if t.group == "target"):
+            df = read_result(profile, dataset, t.table, root)
+            if df is None:
+                continue
+            source = f"`{df.attrs['source']}` ({describe_provenance(df, profile, dataset)})"
+            for attack, g in _beniful_rows(df, t.table).groupby("attack", sort=False):
+                rows.append({"profile": profile, "dataset": dataset, "metric": t.what, "attack": attack,
+                             "mean": float(g[t.column].mean()),
+                             "std": float(g[t.column].std(ddof=0)) if len(g) > 1 else 0.0,
+                             "seeds": ",".join(str(int(s)) for s in sorted(g["seed"])) if "seed" in g else "?",
+                             "target": t.bound, "higher_is_better": t.higher_is_better, "source": source})
+    return pd.DataFrame(rows, columns=["profile", "dataset", "metric", "attack", "mean", "std", "seeds", "target",
+                                       "higher_is_better", "source"])
+
+
+def _spread(values: Any, fmt: str) -> str:
+    """Mean, and ``± std`` over seeds when there is more than one."""
+    mean = format(values.mean(), fmt)
+    return mean if len(values) < 2 else f"{mean} ± {format(values.std(ddof=0), fmt.lstrip('+'))}"
+
+
+def _per_attack(t: Threshold, values: Any, attacks: Any, fmt: str, scale: float = 1.0, unit: str = "") -> tuple[str, str]:
+    """(our numbers per attack, whether the bound holds on every attack) for one threshold."""
+    per = values.groupby(attacks, sort=False).mean()
+    ours = ", ".join(f"{a} {_spread(scale * g, fmt)}{unit}" for a, g in values.groupby(attacks, sort=False))
+    ok = per.map(t.holds)
+    return ours, "yes" if ok.all() else f"{int(ok.sum())}/{len(per)} attacks"
+
+
+def claims_table(profile: str = "quick", dataset: str | None = None, root: str | os.PathLike | None = None) -> Any:
+    """The circulating claims (:data:`THRESHOLDS`, group ``claim``) next to our measurement for one
+    profile/dataset, each with its source; ``not measured yet`` where the table or BeniFul's rows
+    are missing.
+
+    Args:
+        profile: the profile whose results are read.
+        dataset: the data set (default: the profile's default).
+        root: results root (default :func:`beniful.paths.results_root`).
+
+    Returns:
+        DataFrame with the columns ``claim``, ``source``, ``ours (<profile>, <dataset>)`` and ``holds``.
+    """
+    import pandas as pd
+
+    dataset = dataset or profiles.get(profile).default_dataset
+    missing = ("not measured yet", "–")
+    t2, t3, f3 = (read_result(profile, dataset, n, root) for n in ("table2", "table3", "fig3"))
+    b2 = _beniful_rows(t2, "table2") if t2 is not None else None
+    b3 = _beniful_rows(t3, "table3") if t3 is not None else None
+    c3 = _beniful_rows(f3, "fig3") if f3 is not None else None
+    best = "BeniFul detection beats the baselines (mean AUROC)"
+    rows = []
+    if b2 is not None and len(b2):
+        rows.append((threshold("auroc"), *_per_attack(threshold("auroc"), b2["auroc"], b2["attack"], ".3f")))
+        # every detector's rows: the single-seed table when the multi-seed one holds BeniFul only
+        single = read_result(profile, dataset, "table2", root, multi_seed=False)
+        t2_all = t2 if t2["detector"].nunique() > 1 or single is None else single
+        means = t2_all.groupby("detector")["auroc"].mean().sort_values(ascending=False)
+        rows.append((best, ", ".join(f"{d} {v:.3f}" for d, v in means.items()),
+                     "yes" if means.index[0] == "beniful" else f"no (best: {means.index[0]})"))
+    else:
+        rows += [(threshold("auroc"), *missing), (best, *missing)]
+    if b3 is not None and len(b3) and {"asr_before", "acc_before"} <= set(b3.columns):
+        drop = 1 - b3["asr"] / b3["asr_before"].clip(lower=1e-9)
+        rows.append((threshold("asr_drop"), *_per_attack(threshold("asr_drop"), drop, b3["attack"], ".1f", 100, "%")))
+        loss = b3["acc_before"] - b3["acc"]
+        rows.append((threshold("acc_loss"), *_per_attack(threshold("acc_loss"), loss, b3["attack"], "+.1f", 100)))
+    else:
+        rows += [(threshold("asr_drop"), *missing), (threshold("acc_loss"), *missing)]
+    t = threshold("clean_model_flags")
+    if c3 is not None and len(c3):
+        rows.append((t, *_per_attack(t, c3["flag_rate_triggered"], c3["attack"], ".2f")))
+    else:
+        rows.append((t, *missing))
+    out = [(r[0].what, r[0].source, r[1], r[2]) if isinstance(r[0], Threshold)
+           else (r[0], "ours (a comparison of our own tables)", r[1], r[2]) for r in rows]
+    return pd.DataFrame(out, columns=["claim", "source", f"ours ({profile}, {dataset})", "holds"])

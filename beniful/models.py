@@ -6,20 +6,35 @@ model, 8 or 16 = the quick profile's narrow one); ``in_channels`` lets it read g
 """
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .registry import Registry
 
-MODELS: Registry[nn.Module] = Registry("model")
+MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
 
 
-def build(name: str, **kwargs) -> nn.Module:
-    """Build a model by name, e.g. ``build("preact_resnet18", num_classes=10, in_channels=1, width=16)``."""
+def build(name: str, **kwargs: Any) -> nn.Module:
+    """Build a model by name, e.g. ``build("preact_resnet18", num_classes=10, in_channels=1, width=16)``.
+
+    Args:
+        name: one of :func:`available` (``-`` and ``_`` are interchangeable).
+        **kwargs: the architecture's parameters (``num_classes``, ``in_channels``, ``width``).
+
+    Returns:
+        A freshly initialised model.
+    """
     return MODELS.build(name, **kwargs)
 
 
 def available() -> list[str]:
+    """Registered architecture names.
+
+    Returns:
+        Sorted names, e.g. ``["preact_resnet18"]``.
+    """
     return MODELS.available()
 
 

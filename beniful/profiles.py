@@ -160,4 +160,6 @@ def get(name: str | Profile) -> Profile:
     """
     if isinstance(name, Profile):
         return name
+    if name not in PROFILES:  # worded as before the registry ("valid profiles"), which notebooks match
+        raise ValueError(f"unknown profile {name!r}; valid profiles: {', '.join(available())}")
     return PROFILES.get(name)

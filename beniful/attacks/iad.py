@@ -121,11 +121,6 @@ class IAD(Attack):
         self.pattern_net: TriggerNet | None = None
         self._opt: torch.optim.Adam | None = None
 
-    def params(self) -> dict:
-        return {"version": self.VERSION, "cross_rate": self.cross_rate, "mask_density": self.mask_density, "lambda_div": self.lambda_div,
-                "lambda_norm": self.lambda_norm, "mask_epochs": self.mask_epochs, "gen_lr": self.gen_lr, "gen_lr_decay": self.gen_lr_decay,
-                "gen_width": self.gen_width, "mask_sharpness": self.mask_sharpness, "batch_size": self.batch_size}
-
     # ------------------------------------------------------------------ networks
     def _make(self, shape: tuple[int, int, int], device: torch.device) -> None:
         """Fresh generators, initialised from ``seed`` without touching the global RNG stream."""

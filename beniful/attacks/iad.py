@@ -177,12 +177,6 @@ class IAD(Attack):
     def _apply(self, x: Tensor) -> Tensor:
         return self._blend(x, self.masks(x), self.patterns(x))
 
-    def cross_apply(self, x: Tensor, donor: Tensor) -> Tensor:
-        """The cross-trigger image: ``x`` carrying the trigger generated for ``donor`` (no grad)."""
-        self.setup(tuple(x.shape[1:]), x.device)  # type: ignore[arg-type]
-        with torch.no_grad():
-            return self._blend(x, self.masks(donor), self.patterns(donor)).clamp(0, 1)
-
     # ------------------------------------------------------------------ phase 1: mask pre-training
     def begin_training(self, x_train: Tensor, y_train: Tensor, device: torch.device, progress: bool = False) -> None:
         """Pre-train and freeze the mask generator (paper Sec. 3.3, mask diversity + norm loss)."""

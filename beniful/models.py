@@ -96,5 +96,14 @@ class PreActResNet(nn.Module):
 
 @MODELS.register("preact_resnet18")
 def preact_resnet18(num_classes: int = 10, in_channels: int = 3, width: int = 64) -> PreActResNet:
-    """PreAct-ResNet-18; ``width=64`` is the standard 11M-parameter model."""
+    """PreAct-ResNet-18; ``width=64`` is the standard 11M-parameter model.
+
+    Args:
+        num_classes: outputs of the last layer.
+        in_channels: image channels (1 for digits, 3 for colour images).
+        width: channels of the first stage (the others are 2x, 4x and 8x it).
+
+    Returns:
+        The initialised model.
+    """
     return PreActResNet((2, 2, 2, 2), num_classes, in_channels, width)

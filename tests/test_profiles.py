@@ -33,3 +33,32 @@ def test_cache_key_changes_with_everything_that_matters():
         model_config("mnist5k", attacks.build("badnets"), profiles.get("paper"), 0),
     ]
     assert len({base} | {cache.config_key(c) for c in others}) == 6
+
+
+def test_profile_names_ignore_case_and_dash_underscore():
+    assert profiles.get("QUICK") is profiles.get("quick")
+    assert profiles.PROFILES.canonical("Quick") == "quick"
+
+
+def test_registering_a_profile_makes_get_work_and_a_duplicate_is_refused():
+    from beniful.training import TrainConfig
+
+    smoke = profiles.Profile(name="smoke-test", description="unit test", width=2, train=TrainConfig(epochs=1))
+    assert profiles.register(smoke) is smoke
+    try:
+        assert profiles.get("smoke_test") is smoke and profiles.get("smoke-test") is smoke
+        assert profiles.available() == ["paper", "quick", "smoke-test"]
+        with pytest.raises(ValueError, match="registered twice"):
+            profiles.register(profiles.Profile(name="smoke_test", description="", width=2, train=TrainConfig()))
+    finally:
+        profiles.PROFILES.unregister("smoke-test")
+    assert profiles.available() == ["paper", "quick"]
+    with pytest.raises(ValueError, match="registered twice"):
+        profiles.register(profiles.get("quick"))
+    with pytest.raises(TypeError, match="takes a Profile"):
+        profiles.register("quick")  # type: ignore[arg-type]
+
+
+def test_a_profile_object_is_returned_as_is():
+    q = profiles.get("quick")
+    assert profiles.get(q) is q

@@ -54,3 +54,85 @@ def test_resolve_device():
 def test_check_fraction(value):
     with pytest.raises(ValueError, match="rate must be in"):
         utils.check_fraction(value, "rate")
+
+
+# ------------------------------------------------------------------------------------------ unlabelled inputs
+
+
+@pytest.mark.parametrize("form", ["tensor", "x_tuple", "xy_tuple", "xy_list", "dataset_x", "dataset_xy",
+                                  "loader_x", "loader_xy", "image_dataset", "uint8"])
+def test_as_images_accepts_every_layout(form):
+    x, y = _xy()
+    u8 = (x * 255).round().to(torch.uint8)
+    data = {
+        "tensor": x, "x_tuple": (x,), "xy_tuple": (x, y), "xy_list": [x, y],
+        "dataset_x": TensorDataset(x), "dataset_xy": TensorDataset(x, y),
+        "loader_x": DataLoader(TensorDataset(x), batch_size=3), "loader_xy": DataLoader(TensorDataset(x, y), batch_size=4),
+        "image_dataset": ImageDataset(u8, y), "uint8": u8,
+    }[form]
+    out = utils.as_images(data)
+    expected = u8.float() / 255 if form in ("image_dataset", "uint8") else x
+    assert out.dtype == torch.float32 and torch.equal(out, expected)
+
+
+def test_as_images_returns_a_float_tensor_itself_without_copying():
+    x, _ = _xy()
+    assert utils.as_images(x) is x
+
+
+def test_as_images_rejects_bad_inputs():
+    with pytest.raises(TypeError, match="tensor N x C x H x W, a batch"):
+        utils.as_images("nope")
+    with pytest.raises(ValueError, match="N x C x H x W"):
+        utils.as_images(torch.rand(3, 8))
+    with pytest.raises(ValueError, match="no batches"):
+        utils.as_images(DataLoader(TensorDataset(torch.rand(0, 1, 2, 2)), batch_size=2))
+
+
+IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+
+
+def _normalised(n=6):
+    x = torch.rand(n, 3, 8, 8)
+    mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in IMAGENET)
+    return x, (x - mean) / std
+
+
+@pytest.mark.parametrize("fn", [utils.check_images, utils.as_images, lambda x: utils.as_tensors((x, torch.zeros(len(x))))])
+def test_out_of_range_images_say_to_fold_the_normalisation_into_the_model(fn):
+    _, xn = _normalised()
+    with pytest.raises(ValueError) as err:
+        fn(xn)
+    msg = str(err.value)
+    assert "[0, 1]" in msg and "fold the normalisation into the model" in msg and "Normalize(mean, std)" in msg
+    assert f"{float(xn.min()):.3g}" in msg  # names the bad values
+
+
+@pytest.mark.parametrize("bad", [1.01, -0.01, float("nan")])
+def test_check_images_range(bad):
+    x = torch.rand(2, 1, 4, 4)
+    x[1, 0, 2, 2] = bad
+    with pytest.raises(ValueError, match="values in"):
+        utils.check_images(x)
+    x[1, 0, 2, 2] = 1 + 1e-6  # float rounding of x / 255 and of blends
+    assert utils.check_images(x) is x
+    assert utils.check_images(torch.empty(0, 1, 4, 4)).shape == (0, 1, 4, 4)
+
+
+def test_normalize_folds_the_preprocessing_into_the_model():
+    x, xn = _normalised()
+    norm = utils.Normalize(*IMAGENET)
+    assert torch.allclose(norm(x), xn, atol=1e-6)
+    model = torch.nn.Sequential(norm, torch.nn.Conv2d(3, 2, 3))
+    assert model(utils.as_images(x)).shape == (6, 2, 6, 6)
+    assert set(dict(norm.named_buffers())) == {"mean", "std"}  # moves with .to(device), saved with the model
+    with pytest.raises(ValueError, match="one value per channel and std > 0"):
+        utils.Normalize((0.5, 0.5), (0.2,))
+    with pytest.raises(ValueError, match="std > 0"):
+        utils.Normalize((0.5,), (0.0,))
+
+
+def test_check_fraction_rejects_non_numbers_with_a_value_error():
+    for bad in ("0.1", None, True):
+        with pytest.raises(ValueError, match="rate must be in"):
+            utils.check_fraction(bad, "rate")  # type: ignore[arg-type]

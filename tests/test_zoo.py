@@ -310,3 +310,74 @@ def test_missing_dataset_names_the_download_command(cache_dir, monkeypatch, tmp_
     monkeypatch.setenv("BENIFUL_DATA", str(tmp_path / "nodata"))
     with pytest.raises(datasets.DatasetNotFoundError, match="python data_scripts/download_cifar10.py"):
         zoo.get("badnets", dataset="cifar10", profile="paper", progress=False)
+
+
+# ------------------------------------------------------------------------------------------ registered data / profiles / arch
+
+
+@pytest.fixture
+def tiny_registered():
+    """A 1x12x12 in-memory dataset and a 1-epoch width-2 profile whose default dataset it is,
+    both registered for one test (what a user, or a later ``fashion-mnist`` / ``smoke``, does)."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (80, 1, 12, 12), generator=g, dtype=torch.uint8)
+    y = torch.arange(80) % 4
+    calls: list = []
+
+    def loader(root):
+        calls.append(root)
+        return datasets.ImageDataset(x[:60], y[:60]), datasets.ImageDataset(x[60:], y[60:])
+
+    datasets.register(datasets.DatasetSpec("tiny-squares", 4, (1, 12, 12), loader, embedded=True))
+    profiles.register(profiles.Profile(
+        name="tiny_smoke", description="unit tests: width 2, 1 epoch", width=2,
+        train=TrainConfig(epochs=1, batch_size=32, lr=0.05, crop_padding=1, hflip=False),
+        clean_fraction=0.2, default_dataset="tiny-squares"))
+    try:
+        yield calls
+    finally:
+        datasets.DATASETS.unregister("tiny-squares")
+        profiles.PROFILES.unregister("tiny_smoke")
+
+
+def test_registered_dataset_and_profile_work_in_zoo_get(cache_dir, tiny_registered):
+    tm = zoo.get("badnets", profile="tiny-smoke", device="cpu", progress=False)  # the dataset: the profile's default
+    assert tiny_registered == [None]
+    assert tm.dataset == "tiny-squares" and tm.profile == "tiny_smoke"
+    assert tm.config["dataset"] == "tiny-squares" and tm.config["model"]["num_classes"] == 4
+    assert "data" not in tm.config  # what datasets.load returns is keyed by name
+    assert tm.model.linear.out_features == 4 and tm.meta["resumed_from_epoch"] == 0
+    assert len(tm.clean_data()) == 12  # the profile's clean_fraction of 60
+    again = zoo.get("badnets", dataset="Tiny_Squares", profile="tiny_smoke", device="cpu", progress=False)
+    assert again.key == tm.key and "resumed_from_epoch" in again.meta  # served from the cache
+    assert_same_weights(state(again), state(tm))
+
+
+def test_arch_goes_into_the_model_config_in_its_registered_spelling(cache_dir, tiny_registered, no_training,
+                                                                    monkeypatch):
+    class Stop(Exception):
+        pass
+
+    seen = []
+
+    def record(*args, **kwargs):
+        seen.append(kwargs.get("arch"))
+        raise Stop
+
+    monkeypatch.setattr(zoo, "model_config", record)
+    for arch in ("preact_resnet18", "PreAct-ResNet18"):
+        with pytest.raises(Stop):
+            zoo.get("badnets", profile="tiny_smoke", device="cpu", progress=False, arch=arch)
+    assert seen == ["preact_resnet18", "preact_resnet18"]  # one cache key for both spellings
+
+
+def test_unknown_arch_fails_before_any_work(cache_dir, monkeypatch, no_training):
+    def no_load(*a, **k):
+        raise AssertionError("data was loaded")
+
+    monkeypatch.setattr(datasets, "load", no_load)
+    with pytest.raises(ValueError, match="unknown model 'resnet50'; valid names: preact_resnet18"):
+        zoo.get("badnets", profile="quick", progress=False, arch="resnet50")
+    with pytest.raises(TypeError, match="model name must be a string"):
+        zoo.get("badnets", profile="quick", progress=False, arch=None)  # type: ignore[arg-type]
+    assert not cache_dir.exists() or not any(cache_dir.rglob("*.safetensors"))

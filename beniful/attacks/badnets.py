@@ -27,9 +27,6 @@ class BadNets(Attack):
             raise ValueError(f"position must be one of {', '.join(POSITIONS)}; got {position!r}")
         self.patch_size, self.value, self.position = patch_size, float(value), position
 
-    def params(self) -> dict:
-        return {"patch_size": self.patch_size, "value": self.value, "position": self.position}
-
     def _make(self, shape: tuple[int, int, int], device: torch.device) -> None:
         c, h, w = shape
         if self.patch_size > min(h, w):

@@ -5,6 +5,10 @@ are poisoned (``poison_indices``) and what their labels become (``poison_labels`
 never stores a poisoned copy of the data: it keeps the poisoned indices and calls
 ``training_batch`` per batch, which is also where attacks that learn their trigger (IAD) or that
 add noise samples (WaNet) do their per-batch work.
+
+``params()`` (the trigger's parameters) is derived from the constructor signature
+(:class:`~beniful.registry.Configurable`); ``config()`` adds the poisoning policy (target, rate,
+seed) and is what cache keys and result tables record.
 """
 from __future__ import annotations
 
@@ -13,17 +17,29 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from ..registry import Configurable
 from ..utils import check_fraction, check_images
 
 
-class Attack:
-    """Base class. Subclasses implement ``_make(shape, device)`` (build the fixed trigger) and ``_apply``."""
+class Attack(Configurable):
+    """Base class. Subclasses implement ``_make(shape, device)`` (build the fixed trigger) and ``_apply``.
+
+    Args:
+        target: the backdoor's target class.
+        rate: share of the training set to poison, in (0, 1).
+        seed: seed of the poisoned indices.
+    """
 
     name: ClassVar[str] = "attack"
     #: clean-label attacks poison only target-class samples and keep every label
     clean_label: ClassVar[bool] = False
     #: attacks with a trigger generator trained alongside the classifier
     trainable: ClassVar[bool] = False
+    #: the poisoning policy, recorded by :meth:`config` beside the trigger's params()
+    params_exclude: ClassVar[frozenset[str]] = frozenset({"target", "rate", "seed"})
+    #: bumped when an attack's code changes what it trains (``None``: never); part of :meth:`config`,
+    #: so models trained by older code are never served from the cache
+    VERSION: ClassVar[int | None] = None
 
     def __init__(self, target: int = 0, rate: float = 0.1, seed: int = 0) -> None:
         if not isinstance(target, int) or isinstance(target, bool) or target < 0:
@@ -36,13 +52,17 @@ class Attack:
         self._shape: tuple[int, int, int] | None = None
 
     # ------------------------------------------------------------------ configuration
-    def params(self) -> dict[str, Any]:
-        """Attack-specific parameters (override); part of the cache key."""
-        return {}
-
     def config(self) -> dict[str, Any]:
-        """Everything that defines the attack, for cache keys and result tables."""
-        return {"name": self.name, "target": self.target, "rate": self.rate, "seed": self.seed, **self.params()}
+        """Everything that defines the attack, for cache keys and result tables.
+
+        Returns:
+            ``{"name", "target", "rate", "seed"}``, ``"version"`` when the class has a ``VERSION``,
+            and the trigger's :meth:`params`.
+        """
+        out: dict[str, Any] = {"name": self.name, "target": self.target, "rate": self.rate, "seed": self.seed}
+        if self.VERSION is not None:
+            out["version"] = self.VERSION
+        return {**out, **self.params()}
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config().items() if k != "name")
@@ -50,7 +70,15 @@ class Attack:
 
     # ------------------------------------------------------------------ trigger
     def setup(self, shape: tuple[int, int, int], device: torch.device | str = "cpu") -> "Attack":
-        """Build the trigger for images of ``shape`` = (C, H, W). Deterministic in ``seed``."""
+        """Build the trigger for images of ``shape`` (deterministic in the attack's parameters).
+
+        Args:
+            shape: ``(C, H, W)``.
+            device: where to keep the trigger tensors.
+
+        Returns:
+            ``self``.
+        """
         shape = tuple(int(s) for s in shape)  # type: ignore[assignment]
         if len(shape) != 3:
             raise ValueError(f"shape must be (C, H, W), got {shape}")
@@ -64,14 +92,31 @@ class Attack:
         """Build fixed trigger tensors for ``shape`` (override)."""
 
     def to(self, device: torch.device | str) -> "Attack":
-        """Move trigger tensors (every Tensor attribute) to ``device``."""
+        """Move the trigger tensors (every Tensor attribute) to ``device``.
+
+        Args:
+            device: the target device.
+
+        Returns:
+            ``self``.
+        """
         for k, v in list(vars(self).items()):
             if isinstance(v, Tensor):
                 setattr(self, k, v.to(device))
         return self
 
     def apply(self, x: Tensor) -> Tensor:
-        """Triggered copy of ``x`` (float N x C x H x W in [0, 1]); same shape, values in [0, 1]."""
+        """Stamp the trigger on a batch.
+
+        Args:
+            x: float images ``N x C x H x W`` in [0, 1].
+
+        Returns:
+            The triggered copy: same shape, values in [0, 1].
+
+        Raises:
+            ValueError: images outside [0, 1], or of another shape than the trigger was built for.
+        """
         check_images(x)
         shape = tuple(x.shape[1:])
         if self._shape is not None and shape != self._shape:
@@ -86,10 +131,16 @@ class Attack:
 
     # ------------------------------------------------------------------ poisoning policy
     def poison_indices(self, y: Tensor) -> Tensor:
-        """Sorted indices of the training samples to poison, drawn with ``seed``.
+        """The training samples to poison, drawn with ``seed``.
 
         All-to-one: ``round(rate * N)`` samples among those whose label is not the target.
         Clean-label: up to ``round(rate * N)`` samples among those whose label *is* the target.
+
+        Args:
+            y: the training labels.
+
+        Returns:
+            Sorted int64 indices.
         """
         y = torch.as_tensor(y).cpu()
         n = int(round(self.rate * len(y)))
@@ -101,16 +152,30 @@ class Attack:
         return torch.sort(chosen).values
 
     def poison_labels(self, y: Tensor) -> Tensor:
-        """Labels of poisoned samples: the target (all-to-one), or unchanged (clean-label)."""
+        """Labels of poisoned samples.
+
+        Args:
+            y: their true labels.
+
+        Returns:
+            The target (all-to-one) or ``y`` unchanged (clean-label), as a new tensor.
+        """
         return y.clone() if self.clean_label else torch.full_like(y, self.target)
 
     def training_batch(
         self, x: Tensor, y: Tensor, poison_mask: Tensor, generator: torch.Generator | None = None
     ) -> tuple[Tensor, Tensor, Tensor | None]:
-        """Poison one training batch (before augmentation). Returns ``(x, y, extra_loss)``.
+        """Poison one training batch (before augmentation).
 
-        ``poison_mask`` marks the batch items whose dataset index is poisoned. ``extra_loss`` is an
-        additional differentiable loss (e.g. IAD's diversity loss) or ``None``.
+        Args:
+            x: the batch's images in [0, 1].
+            y: their labels.
+            poison_mask: marks the batch items whose dataset index is poisoned.
+            generator: the trainer's generator, for any per-batch randomness.
+
+        Returns:
+            ``(x, y, extra_loss)``; ``extra_loss`` is an additional differentiable loss (e.g. IAD's
+            diversity loss) or ``None``.
         """
         if poison_mask.any():
             x = x.clone()
@@ -121,29 +186,68 @@ class Attack:
 
     # ------------------------------------------------------------------ trainable attacks
     def parameters(self) -> list[torch.nn.Parameter]:
-        """Trainable trigger parameters (IAD); empty for fixed triggers."""
+        """Trainable trigger parameters (IAD's generators).
+
+        Returns:
+            The parameters; empty for fixed triggers.
+        """
         return []
 
     def begin_training(self, x_train: Tensor, y_train: Tensor, device: torch.device, progress: bool = False) -> None:
-        """Called once before the classifier is trained (e.g. IAD's mask-generator pre-training)."""
+        """Called once before the classifier is trained (e.g. IAD's mask-generator pre-training).
+
+        Args:
+            x_train: the training images in [0, 1].
+            y_train: their labels.
+            device: the training device.
+            progress: show progress bars.
+        """
         self.setup(tuple(x_train.shape[1:]), device)  # type: ignore[arg-type]
 
     def end_epoch(self, epoch: int) -> None:
-        """Called after every training epoch (e.g. a learning-rate step of a trigger generator)."""
+        """Called after every training epoch (e.g. a learning-rate step of a trigger generator).
+
+        Args:
+            epoch: the epoch just finished (0-based).
+        """
 
     def train_mode(self, training: bool) -> None:
-        """Switch trainable trigger networks between train and eval mode."""
+        """Switch trainable trigger networks between train and eval mode.
+
+        Args:
+            training: ``True`` for train mode.
+        """
 
     def state_dict(self) -> dict[str, Tensor]:
-        """Tensors needed to rebuild a *trained* trigger exactly (cached with the model)."""
+        """Tensors needed to rebuild a *trained* trigger exactly (cached with the model).
+
+        Returns:
+            ``{name: tensor}``; empty for fixed triggers (rebuilt from the parameters).
+        """
         return {}
 
     def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        """Restore a trained trigger from :meth:`state_dict`.
+
+        Args:
+            state: the tensors.
+
+        Raises:
+            ValueError: a fixed-trigger attack was given state.
+        """
         if state:
             raise ValueError(f"{self.name} has no trainable state, got keys {sorted(state)}")
 
     # ------------------------------------------------------------------ evaluation
     def asr_inputs(self, x: Tensor, y: Tensor) -> Tensor:
-        """Triggered test images whose true class is not the target (the ASR population)."""
+        """The attack-success-rate population.
+
+        Args:
+            x: test images in [0, 1].
+            y: their labels.
+
+        Returns:
+            Triggered copies of the images whose true class is not the target.
+        """
         keep = y != self.target
         return self.apply(x[keep])

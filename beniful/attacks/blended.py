@@ -16,6 +16,8 @@ from .registry import ATTACKS
 @ATTACKS.register("blended")
 class Blended(Attack):
     name = "blended"
+    #: a pattern tensor is recorded by content in params(), not as a value
+    params_exclude = Attack.params_exclude | {"pattern"}
 
     def __init__(self, target: int = 0, rate: float = 0.1, seed: int = 0, alpha: float = 0.2,
                  pattern_seed: int = 1234, pattern: Tensor | None = None) -> None:

@@ -121,11 +121,6 @@ class IAD(Attack):
         self.pattern_net: TriggerNet | None = None
         self._opt: torch.optim.Adam | None = None
 
-    def params(self) -> dict:
-        return {"version": self.VERSION, "cross_rate": self.cross_rate, "mask_density": self.mask_density, "lambda_div": self.lambda_div,
-                "lambda_norm": self.lambda_norm, "mask_epochs": self.mask_epochs, "gen_lr": self.gen_lr, "gen_lr_decay": self.gen_lr_decay,
-                "gen_width": self.gen_width, "mask_sharpness": self.mask_sharpness, "batch_size": self.batch_size}
-
     # ------------------------------------------------------------------ networks
     def _make(self, shape: tuple[int, int, int], device: torch.device) -> None:
         """Fresh generators, initialised from ``seed`` without touching the global RNG stream."""
@@ -181,12 +176,6 @@ class IAD(Attack):
 
     def _apply(self, x: Tensor) -> Tensor:
         return self._blend(x, self.masks(x), self.patterns(x))
-
-    def cross_apply(self, x: Tensor, donor: Tensor) -> Tensor:
-        """The cross-trigger image: ``x`` carrying the trigger generated for ``donor`` (no grad)."""
-        self.setup(tuple(x.shape[1:]), x.device)  # type: ignore[arg-type]
-        with torch.no_grad():
-            return self._blend(x, self.masks(donor), self.patterns(donor)).clamp(0, 1)
 
     # ------------------------------------------------------------------ phase 1: mask pre-training
     def begin_training(self, x_train: Tensor, y_train: Tensor, device: torch.device, progress: bool = False) -> None:

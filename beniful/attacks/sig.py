@@ -28,9 +28,6 @@ class SIG(Attack):
             raise ValueError(f"frequency must be positive, got {frequency!r}")
         self.delta, self.frequency = float(delta), float(frequency)
 
-    def params(self) -> dict:
-        return {"delta": self.delta, "frequency": self.frequency}
-
     def _make(self, shape: tuple[int, int, int], device: torch.device) -> None:
         _, _, w = shape
         j = torch.arange(w, dtype=torch.float32)

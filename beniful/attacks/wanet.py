@@ -31,10 +31,6 @@ class WaNet(Attack):
         self.k, self.s, self.cross_ratio, self.grid_rescale = k, float(s), float(cross_ratio), float(grid_rescale)
         self.grid_seed = int(grid_seed)
 
-    def params(self) -> dict:
-        return {"k": self.k, "s": self.s, "cross_ratio": self.cross_ratio,
-                "grid_rescale": self.grid_rescale, "grid_seed": self.grid_seed}
-
     def _make(self, shape: tuple[int, int, int], device: torch.device) -> None:
         _, h, w = shape
         if h != w:

@@ -4,6 +4,10 @@
 it needs from one part of the clean data (``_fit``), then calibrates the decision threshold on the
 other part so that ``predict`` flags about ``fpr`` of clean inputs. ``score`` is continuous and
 higher means "more likely triggered"; AUROC is always computed from it.
+
+``fit`` takes labelled clean data and ``score`` / ``predict`` unlabelled inputs in the same forms (a
+tensor or batch, a torch ``Dataset``, a ``DataLoader``; see :mod:`beniful.utils`), always images in
+[0, 1]. ``params()`` is derived from the constructor signature (:class:`~beniful.registry.Configurable`).
 """
 from __future__ import annotations
 
@@ -16,13 +20,27 @@ from tqdm.auto import tqdm
 
 from ..datasets import stratified_split
 from ..metrics import threshold_at_fpr
-from ..utils import as_tensors, batches, check_fraction, check_images, model_device, resolve_device
+from ..registry import Configurable
+from ..utils import as_images, as_tensors, batches, check_fraction, model_device, resolve_device
 
 
-class Detector:
+class Detector(Configurable):
+    """Base class: subclasses implement ``_score`` (and ``_fit`` when they learn from clean data).
+
+    Args:
+        fpr: share of clean inputs ``predict`` flags (the calibrated threshold's false-positive rate).
+        calib_fraction: share of the clean data held out to calibrate the threshold.
+        batch_size: inputs per scored batch.
+        device: ``"auto"``, ``"cpu"``, ``"cuda[:N]"``, or ``"model"`` (wherever the model is).
+        seed: seed of the calibration split and of any randomness of the method.
+        progress: show a progress bar while scoring.
+    """
+
     name: ClassVar[str] = "detector"
     #: forward passes of the suspect model per scored input (for the cost table)
     forward_passes: ClassVar[float] = 1.0
+    #: where it runs and whether it shows a bar change nothing; the seed is recorded beside params()
+    params_exclude: ClassVar[frozenset[str]] = frozenset({"device", "progress", "seed"})
 
     def __init__(self, fpr: float = 0.05, calib_fraction: float = 0.3, batch_size: int = 256,
                  device: str = "auto", seed: int = 0, progress: bool = False) -> None:
@@ -35,10 +53,6 @@ class Detector:
         self.threshold: float | None = None
         self.fit_seconds = float("nan")
 
-    def params(self) -> dict[str, Any]:
-        """Method-specific parameters (override), recorded in result tables."""
-        return {}
-
     # ------------------------------------------------------------------ fit / calibrate
     def fit(self, model: nn.Module, clean: Any) -> "Detector":
         """Learn from clean data and calibrate the threshold on a held-out part of it.
@@ -46,6 +60,15 @@ class Detector:
         The detector guards ``model`` as it is deployed: it moves the model to its device and freezes
         it *in place* (eval mode, ``requires_grad=False``) rather than copying it, so a large model is
         held once. Pass ``copy.deepcopy(model)`` to keep training the original afterwards.
+
+        Args:
+            model: the suspect classifier (expects images in [0, 1]; fold any input normalisation
+                into it, see :class:`beniful.utils.Normalize`).
+            clean: the defender's labelled clean data: an ``(x, y)`` tuple, a torch ``Dataset`` or a
+                ``DataLoader``.
+
+        Returns:
+            ``self``, fitted and calibrated.
         """
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -74,8 +97,15 @@ class Detector:
     def _fit(self, x: Tensor, y: Tensor) -> None:
         """Learn from clean data (override when needed)."""
 
-    def calibrate(self, x_clean: Tensor) -> float:
-        """Set the threshold so that about ``fpr`` of ``x_clean`` is flagged; returns it."""
+    def calibrate(self, x_clean: Any) -> float:
+        """Set the threshold so that about ``fpr`` of ``x_clean`` is flagged.
+
+        Args:
+            x_clean: clean inputs in any form :meth:`score` accepts.
+
+        Returns:
+            The threshold.
+        """
         self.threshold = threshold_at_fpr(self.score(x_clean), self.fpr)
         return self.threshold
 
@@ -85,10 +115,22 @@ class Detector:
             raise RuntimeError(f"{type(self).__name__} is not fitted: call .fit(model, clean) first")
 
     @torch.no_grad()
-    def score(self, x: Tensor) -> Tensor:
-        """Continuous score per input, float tensor [N] on the CPU; higher = more likely triggered."""
+    def score(self, x: Any) -> Tensor:
+        """Continuous score per input; higher = more likely triggered.
+
+        Args:
+            x: images in [0, 1]: a tensor ``N x C x H x W``, a batch ``(x,)`` / ``(x, y)``, a torch
+                ``Dataset`` or a ``DataLoader`` (labels are ignored).
+
+        Returns:
+            Float tensor ``[N]`` on the CPU.
+
+        Raises:
+            RuntimeError: the detector is not fitted.
+            ValueError: inputs outside [0, 1] (or of the wrong shape).
+        """
         self._require_fit()
-        check_images(x)
+        x = as_images(x)
         out = []
         for s in tqdm(list(batches(len(x), self.batch_size)), desc=self.name, disable=not self.progress, leave=False):
             out.append(self._score(x[s].to(self.device)).float().cpu())
@@ -97,12 +139,19 @@ class Detector:
     def _score(self, x: Tensor) -> Tensor:
         raise NotImplementedError
 
-    def predict(self, x: Tensor) -> Tensor:
-        """Boolean flags [N] at the calibrated threshold."""
+    def predict(self, x: Any) -> Tensor:
+        """Flag inputs at the calibrated threshold.
+
+        Args:
+            x: inputs in any form :meth:`score` accepts.
+
+        Returns:
+            Boolean tensor ``[N]``: ``True`` = flagged as triggered.
+        """
         self._require_fit()
         if self.threshold is None:
             raise RuntimeError("threshold not calibrated")
         return self.score(x) > self.threshold
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(fpr={self.fpr}, {', '.join(f'{k}={v!r}' for k, v in self.params().items())})"
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.params().items())})"

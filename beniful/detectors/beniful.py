@@ -4,7 +4,7 @@ Write the suspect classifier as ``f = g(h(x))`` with ``h`` the output of submodu
 
 1. Fit: a :class:`~beniful.vae.FeatureVAE` learns ``h(x)`` of the defender's clean data (the fit
    part; the base class keeps the rest for calibration). The suspect model stays frozen.
-2. Two signals per input (METHOD.md section 2):
+2. Two signals per input (our reconstruction of the paper's description):
    - reconstruction distance ``r(x) = mse(h(x), h_hat(x))`` with ``h_hat = Dec(mu(Enc(h(x))))``,
      in channel-standardised feature units;
    - inference consistency ``c(x) = KL(softmax f(x) || softmax g(h_hat(x)))`` (or the
@@ -35,7 +35,7 @@ from torch import Tensor, nn
 from .. import cache as cache_mod
 from .. import features
 from ..metrics import threshold_at_fpr
-from ..utils import as_tensors, batches, check_images, check_layer, resolve_device
+from ..utils import as_images, as_tensors, batches, check_layer, resolve_device
 from ..vae import FeatureVAE, train_vae
 from .base import Detector
 from .registry import DETECTORS
@@ -51,6 +51,8 @@ class BeniFulDetector(Detector):
 
     name = "beniful"
     forward_passes = 1.0  # replaced at fit time by 1 + the measured tail share
+    #: ``cache`` says where a fit is kept, not what it computes
+    params_exclude = Detector.params_exclude | {"cache"}
 
     def __init__(self, layer: str = "layer3", signal: str = "both", latent_dim: int = 64, beta: float = 1.0,
                  vae_epochs: int = 100, vae_lr: float = 2e-3, vae_batch_size: int = 64,
@@ -89,11 +91,6 @@ class BeniFulDetector(Detector):
         #: (median, scale) of log r and log c on held-out clean inputs
         self.stats: dict[str, tuple[float, float]] = {}
         self.thresholds: dict[str, float] = {}
-
-    def params(self) -> dict[str, Any]:
-        return {"layer": self.layer, "signal": self.signal, "latent_dim": self.latent_dim, "beta": self.beta,
-                "vae_epochs": self.vae_epochs, "consistency": self.consistency, "r_weight": self.r_weight,
-                "c_weight": self.c_weight, "augment": self.augment}
 
     # ------------------------------------------------------------------ fit (cached)
     def fit(self, model: nn.Module, clean: Any) -> "BeniFulDetector":
@@ -205,11 +202,18 @@ class BeniFulDetector(Detector):
 
     # ------------------------------------------------------------------ signals
     @torch.no_grad()
-    def signals(self, x: Tensor) -> dict[str, Tensor]:
-        """Raw per-input signals on the CPU: ``r``, ``c``, the predictions ``pred`` = argmax f(x) and
-        ``pred_rec`` = argmax g(h_hat(x)) (used by the eliminator and the figures)."""
+    def signals(self, x: Any) -> dict[str, Tensor]:
+        """Raw per-input signals (used by the eliminator and the figures).
+
+        Args:
+            x: inputs in any form :meth:`score` accepts.
+
+        Returns:
+            CPU tensors ``[N]``: ``r``, ``c``, the predictions ``pred`` = argmax f(x) and
+            ``pred_rec`` = argmax g(h_hat(x)).
+        """
         self._require_fit()
-        check_images(x)
+        x = as_images(x)
         self._check_shape(x)
         out: dict[str, list[Tensor]] = {"r": [], "c": [], "pred": [], "pred_rec": []}
         for s in batches(len(x), self.batch_size):
@@ -263,8 +267,15 @@ class BeniFulDetector(Detector):
         self.threshold = self.thresholds[self.signal]
         return self.threshold
 
-    def scores_by_signal(self, x: Tensor) -> dict[str, Tensor]:
-        """Scores [N] of every signal choice (``"both"``, ``"r"``, ``"c"``) from one pass over ``x``."""
+    def scores_by_signal(self, x: Any) -> dict[str, Tensor]:
+        """Scores of every signal choice from one pass over ``x`` (the r / c / both ablation).
+
+        Args:
+            x: inputs in any form :meth:`score` accepts.
+
+        Returns:
+            ``{"both": scores, "r": scores, "c": scores}``, float tensors ``[N]``.
+        """
         sig = self.signals(x)
         return {k: self._combine(sig["r"], sig["c"], k).float() for k in SIGNALS}
 

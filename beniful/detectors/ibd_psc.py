@@ -88,9 +88,6 @@ class IBDPSC(Detector):
         self.error_rates: dict[int, float] = {}  # clean error rate per number of amplified layers
         self.variants: list[nn.Module] = []
 
-    def params(self) -> dict[str, Any]:
-        return {"n": self.n, "omega": self.omega, "xi": self.xi}
-
     @torch.no_grad()
     def _error_rate(self, model: nn.Module, x: Tensor, y: Tensor) -> float:
         wrong = 0

@@ -88,9 +88,6 @@ class ScaleUp(Detector):
         self.sigma: Tensor | None = None
         self.global_stats: tuple[float, float] = (0.0, 1.0)
 
-    def params(self) -> dict[str, Any]:
-        return {"scales": self.scales, "normalize": self.normalize}
-
     def spc(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """(SPC in [0, 1], original predicted label) for a batch on ``self.device``."""
         assert self.model is not None

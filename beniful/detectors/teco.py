@@ -370,10 +370,7 @@ class TeCo(Detector):
         self.forward_passes = 1.0 + N_SEVERITIES * len(corruptions)
         self._gen: torch.Generator | None = None
 
-    def params(self) -> dict[str, Any]:
-        return {"corruptions": self.corruptions, "preset": self.preset}
-
-    def score(self, x: Tensor) -> Tensor:
+    def score(self, x: Any) -> Tensor:
         """As the base class; the corruption noise is re-seeded per call so scores are reproducible."""
         if self.model is not None:
             self._gen = torch.Generator(device=self.device).manual_seed(self.seed)

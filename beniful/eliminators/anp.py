@@ -105,11 +105,6 @@ class ANP(Eliminator):
         self.masks: dict[str, Tensor] = {}
         self.pruned: list[tuple[str, int]] = []
 
-    def params(self) -> dict[str, Any]:
-        return {"eps": self.eps, "steps": self.steps, "alpha": self.alpha, "threshold": self.threshold,
-                "iterations": self.iterations, "lr": self.lr, "batch_size": self.batch_size,
-                "crop_padding": self.crop_padding, "hflip": self.hflip}
-
     def optimize_masks(self, model: nn.Module, x: Tensor, y: Tensor) -> dict[str, Tensor]:
         """Run ANP's min-max on ``model`` (unchanged on return); masks per BN layer name, on the CPU."""
         layers = bn_layers(model)

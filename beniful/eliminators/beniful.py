@@ -123,7 +123,8 @@ from __future__ import annotations
 import copy
 import math
 import warnings
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -190,6 +191,8 @@ class BeniFulEliminator(Eliminator):
     """CE on clean data + ``lam`` x middle-feature distances driven by detected suspicious inputs."""
 
     name = "beniful"
+    #: a fitted detector is an object to reuse, not a setting (its parameters are in detector_kwargs)
+    params_exclude = Eliminator.params_exclude | {"detector"}
 
     def __init__(self, layer: str = "layer3", form: str = "a+t", lam: float = 1.0, epochs: int = 40,
                  lr: float = 0.01, batch_size: int = 64, momentum: float = 0.0, weight_decay: float = 5e-4,
@@ -197,7 +200,8 @@ class BeniFulEliminator(Eliminator):
                  keep: float = 1.0, target_filter: bool = True, transplant: str = "affine",
                  relabel_source: str = "rec+inv", exclude_target: bool = True,
                  crop_padding: int = 2, hflip: bool = False,
-                 detector: BeniFulDetector | None = None, detector_kwargs: dict[str, Any] | None = None,
+                 detector: BeniFulDetector | None = None,
+                 detector_kwargs: Mapping[str, Any] | None = MappingProxyType({}),
                  device: str = "auto", seed: int = 0, progress: bool = False) -> None:
         super().__init__(epochs=epochs, lr=lr, batch_size=batch_size, device=device, seed=seed, progress=progress)
         if not isinstance(layer, str) or not layer:
@@ -227,15 +231,6 @@ class BeniFulEliminator(Eliminator):
         self.suspicious_mask: Tensor | None = None
         self.inferred_target: int | None = None
         self.trigger_estimate: Tensor | None = None
-
-    def params(self) -> dict[str, Any]:
-        return {**super().params(), "layer": self.layer, "form": self.form, "lam": self.lam, "momentum": self.momentum,
-                "weight_decay": self.weight_decay, "relabel": self.relabel, "transplant_ce": self.transplant_ce,
-                "keep": self.keep,
-                "margin": self.margin, "target_filter": self.target_filter, "transplant": self.transplant,
-                "relabel_source": self.relabel_source, "exclude_target": self.exclude_target,
-                "crop_padding": self.crop_padding,
-                "hflip": self.hflip, "detector_kwargs": self.detector_kwargs}
 
     # ------------------------------------------------------------------ Backdoor Consistency
     def _detector(self, original: nn.Module, x: Tensor, y: Tensor) -> BeniFulDetector:

@@ -113,9 +113,6 @@ class FinePruning(FineTuning):
         self.pruned_channels: list[int] = []
         self.prune_curve: list[float] = []
 
-    def params(self) -> dict[str, Any]:
-        return {"layer": self.layer, "tolerance": self.tolerance, "val_fraction": self.val_fraction, **super().params()}
-
     def _repair(self, model: nn.Module, x: Tensor, y: Tensor, pool: Tensor | None) -> nn.Module:
         module = check_layer(model, self.layer)
         n_val = max(1, int(round(self.val_fraction * len(x))))

@@ -107,10 +107,6 @@ class FineTuning(Eliminator):
         self.crop_padding = check_int(crop_padding, "crop_padding")
         self.hflip = bool(hflip)
 
-    def params(self) -> dict[str, Any]:
-        return {**super().params(), "momentum": self.momentum, "weight_decay": self.weight_decay,
-                "crop_padding": self.crop_padding, "hflip": self.hflip}
-
     def _finetune_kwargs(self) -> dict[str, Any]:
         return {"epochs": self.epochs, "lr": self.lr, "batch_size": self.batch_size, "generator": self.generator,
                 "device": self.device, "momentum": self.momentum, "weight_decay": self.weight_decay,

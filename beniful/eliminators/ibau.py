@@ -166,13 +166,6 @@ class IBAU(Eliminator):
         self.solver = solver
         self.perturbation: Tensor | None = None
 
-    def params(self) -> dict[str, Any]:
-        return {"rounds": self.rounds, "K": self.K, "lr": self.lr, "batch_size": self.batch_size,
-                "min_steps": self.min_steps,
-                "norm_bound": self.norm_bound, "pert_lr": self.pert_lr,
-                "inner_lr": self.inner_lr, "reg": self.reg, "perturbed_share": self.perturbed_share,
-                "solver": self.solver}
-
     def passes_for(self, n: int) -> int:
         """Passes over ``n`` clean images per round: one (the authors), or enough for ``min_steps`` steps."""
         return max(1, math.ceil(self.min_steps / math.ceil(n / self.batch_size)))

@@ -95,10 +95,6 @@ class NAD(FineTuning):
         self.layers, self.betas, self.p = layers, tuple(float(b) for b in betas), float(p)
         self.teacher_epochs = check_int(teacher_epochs, "teacher_epochs")
 
-    def params(self) -> dict[str, Any]:
-        return {"layers": self.layers, "betas": self.betas, "p": self.p, "teacher_epochs": self.teacher_epochs,
-                **super().params()}
-
     def _repair(self, model: nn.Module, x: Tensor, y: Tensor, pool: Tensor | None) -> nn.Module:
         for name in self.layers:
             check_layer(model, name)

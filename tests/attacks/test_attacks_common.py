@@ -1,4 +1,4 @@
-"""Behaviour every attack shares (API.md): registry, parameter checks, shape/range, determinism,
+"""Behaviour every attack shares: registry, parameter checks, shape/range, determinism,
 poisoning policy and per-batch label handling."""
 from __future__ import annotations
 
@@ -68,6 +68,8 @@ def test_apply_rejects_bad_input(name):
     atk.apply(_images(hw=16))
     with pytest.raises(ValueError, match="built for images"):
         atk.apply(_images(hw=12))
+    with pytest.raises(ValueError, match="fold the normalisation into the model"):
+        atk.apply((_images(hw=16) - 0.5) / 0.25)  # e.g. mean/std-normalised images
 
 
 @pytest.mark.parametrize("name", NAMES)

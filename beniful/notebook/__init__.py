@@ -29,12 +29,12 @@ from .claims import (PAPER_DATASETS, SUMMARY, THRESHOLDS, Threshold, claims_tabl
 from .figures import layer_features, pca_2d, plot_feature_pca, plot_metric_bars, plot_trigger_grid, separation
 from .params import default_of, parameter_table
 from .reading import collect_results, describe_provenance, read_result
-from .run import HEADLINE, Run, choose, set_threads, setup
+from .run import HEADLINE, REGISTRIES, Run, choose, registry, set_threads, setup
 from .style import palette, style
 from .tables import glue, sanitize, seed_table, show_table, table_name, write_table
 
 __all__ = [
-    "HEADLINE", "LAYERS", "NOTEBOOK_DEFAULTS", "PAPER_DATASETS", "QUICK_BUDGET", "QUICK_DETECTION_TEST_IMAGES",
+    "HEADLINE", "LAYERS", "REGISTRIES", "registry", "NOTEBOOK_DEFAULTS", "PAPER_DATASETS", "QUICK_BUDGET", "QUICK_DETECTION_TEST_IMAGES",
     "SUMMARY", "THRESHOLDS", "Run", "Threshold", "choose", "clean_fraction_table", "claims_table", "collect_results", "consistency_split",
     "consistency_table", "data_root", "default_of", "describe_provenance", "detection_test_images", "display_path",
     "glue", "headline_comparison", "kwargs_note", "layer_features", "layer_signal_table", "method_params",

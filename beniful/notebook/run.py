@@ -19,9 +19,10 @@ from .. import datasets, paths, profiles
 from .. import detectors as detectors_mod
 from .. import eliminators as eliminators_mod
 from ..datasets import ImageDataset
+from ..registry import Registry
 from ..utils import resolve_device
 
-__all__ = ["HEADLINE", "Run", "setup", "choose", "set_threads"]
+__all__ = ["HEADLINE", "REGISTRIES", "Run", "setup", "choose", "registry", "set_threads"]
 
 #: The methods every table shows by default, in table order (the headline set of the paper's tables;
 #: other registered methods, e.g. later attacks, run when a notebook names them).
@@ -31,7 +32,9 @@ HEADLINE: dict[str, tuple[str, ...]] = {
     "eliminators": ("beniful", "ft", "fp", "nad", "anp", "ibau"),
 }
 
-_REGISTRIES = {"attacks": attacks_mod, "detectors": detectors_mod, "eliminators": eliminators_mod}
+#: the registry of each kind of method a notebook can choose from
+REGISTRIES: dict[str, Registry] = {"attacks": attacks_mod.ATTACKS, "detectors": detectors_mod.DETECTORS,
+                                   "eliminators": eliminators_mod.ELIMINATORS}
 
 
 def _as_list(value: Any, what: str) -> list[str] | None:
@@ -57,20 +60,23 @@ def choose(kind: str, names: Any = None) -> list[str]:
     ``None`` = the headline set (:data:`HEADLINE`), in table order. An explicit list (or
     comma-separated string) must name registered entries; otherwise ValueError lists the valid ones.
     """
-    if kind not in _REGISTRIES:
-        raise ValueError(f"unknown kind {kind!r}; valid kinds: {', '.join(_REGISTRIES)}")
-    avail = _REGISTRIES[kind].available()
+    reg = registry(kind)
     items = _as_list(names, kind)
     if items is None:
-        return [n for n in HEADLINE[kind] if n in avail]
+        return [n for n in HEADLINE[kind] if n in reg]
     out = []
     for n in items:
-        key = n.lower().replace("-", "_")
-        if key not in avail:
-            raise ValueError(f"unknown {kind[:-1]} {n!r}; valid names: {', '.join(avail) or '(none registered yet)'}")
+        key = reg.canonical(n)  # any spelling; an unknown name raises naming the valid ones
         if key not in out:
             out.append(key)
     return out
+
+
+def registry(kind: str) -> Registry:
+    """The registry of ``kind`` (``"attacks"``, ``"detectors"`` or ``"eliminators"``)."""
+    if kind not in REGISTRIES:
+        raise ValueError(f"unknown kind {kind!r}; valid kinds: {', '.join(REGISTRIES)}")
+    return REGISTRIES[kind]
 
 
 

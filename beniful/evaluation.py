@@ -120,7 +120,9 @@ def repaired_model(tm: TrainedModel, elim: eliminators_mod.Eliminator, x_pool: T
     share repaired models. On a hit ``elim.wall_seconds`` (and ``n_suspicious`` where the method
     has one) are restored from the entry, so cost columns still report the original repair.
     Repairs kept in forward hooks (FP) and eliminators holding a pre-fitted detector are not cached."""
-    # a detector handed to the eliminator is state the key cannot see: no caching then
+    # a detector handed to the eliminator at build time is state the key cannot see: no caching
+    # then. The one BeniFul fits itself is fitted anew per repair (kept in ``last_detector``, never
+    # in ``detector``), so a reused instance stays cacheable.
     cacheable = use_cache and getattr(elim, "detector", None) is None
     key = repaired_key(tm, elim, split) if cacheable else None
     entry = cache.load(key, kind="repaired") if key is not None else None

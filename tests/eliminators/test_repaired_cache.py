@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from beniful import cache, evaluation
+from beniful.eliminators.beniful import BeniFulEliminator
 from beniful.eliminators.fp import FinePruning
 from beniful.eliminators.ft import FineTuning
 
@@ -52,3 +53,20 @@ def test_use_cache_false_always_repairs(tm):
     el.repair = _refuse
     with pytest.raises(AssertionError, match="repair ran"):
         evaluation.repaired_model(tm, el, None, use_cache=False)
+
+
+def test_a_reused_beniful_instance_stays_cacheable(tm, baseline_clean_model, baseline_data):
+    """The detector a BeniFul eliminator fits itself is not build-time state: the same instance's
+    repair of a second model is still cached (only a build-time detector turns caching off)."""
+    el = BeniFulEliminator(layer="stage1", epochs=1, device="cpu",
+                           detector_kwargs={"vae_epochs": 5, "latent_dim": 8, "augment": 0})
+    pool = baseline_data.x_test[:100]
+    evaluation.repaired_model(tm, el, pool)
+    other = SimpleNamespace(key="tiny-clean", model=baseline_clean_model, clean_data=lambda: baseline_data.clean)
+    evaluation.repaired_model(other, el, pool)
+    assert el.detector is None
+    for t in (tm, other):
+        assert cache.load(evaluation.repaired_key(t, el), kind="repaired") is not None
+    given = BeniFulEliminator(layer="stage1", epochs=1, device="cpu", detector=el.last_detector)
+    evaluation.repaired_model(other, given, pool)
+    assert cache.load(evaluation.repaired_key(other, given), kind="repaired") is None

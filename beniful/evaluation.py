@@ -8,16 +8,13 @@ suspicious inputs) and a disjoint *evaluation* half on which ACC and ASR are mea
 from __future__ import annotations
 
 import copy
-import hashlib
-import inspect
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from . import cache
+from . import cache, sources
 from . import detectors as detectors_mod
 from . import eliminators as eliminators_mod
 from .datasets import ImageDataset, stratified_split
@@ -89,25 +86,26 @@ def incoming_pool(tm: TrainedModel, pool: ImageDataset, poison_share: float = PO
     return x, is_trig
 
 
-def _source_digest(obj: Any) -> str:
-    """SHA-256 prefix of the source files of ``obj``'s class and its bases inside the package, so a
-    cached repair is rebuilt whenever the method's code changes."""
-    h = hashlib.sha256()
-    for klass in type(obj).__mro__:
-        mod = inspect.getmodule(klass)
-        if mod is None or not mod.__name__.startswith("beniful"):
-            continue
-        h.update(Path(inspect.getfile(klass)).read_bytes())
-    return h.hexdigest()[:16]
-
-
 def repaired_key(tm: TrainedModel, elim: eliminators_mod.Eliminator, split: str = "test") -> str:
-    """Cache key of ``elim``'s repair of ``tm`` with the default clean data and incoming pool: the
-    model's own key, the eliminator's name, parameters, seed and device, the pool protocol (and
-    which split's pool: ``"test"`` or ``"validation"``) and a digest of the eliminator's source."""
+    """Cache key of ``elim``'s repair of ``tm`` with the default clean data and incoming pool.
+
+    The key holds the model's own key, the eliminator's name, parameters, seed and device, the pool
+    protocol (and which split's pool: ``"test"`` or ``"validation"``) and
+    :func:`beniful.sources.source_digest` of the eliminator's class: its module, its bases' and,
+    through their imports, everything the repair runs (BeniFul's detector, the VAE, the feature
+    hooks), so an edit of any of them rebuilds the repair instead of loading a stale one.
+
+    Args:
+        tm: the trained model to repair (only its ``key`` is read).
+        elim: the eliminator, with the parameters it will repair with.
+        split: whose pool the repair mines: ``"test"`` (the tables) or ``"validation"``.
+
+    Returns:
+        The cache key (kind ``repaired``).
+    """
     cfg = {"model": tm.key, "eliminator": elim.name, "params": elim.params(), "seed": elim.seed,
            "device": str(resolve_device(elim.device_name)), "pool": [POOL_FRACTION, POOL_POISON_SHARE],
-           "source": _source_digest(elim)}
+           "source": sources.source_digest(type(elim))}
     if split != "test":
         cfg["split"] = split
     return cache.config_key(cfg)
@@ -120,7 +118,9 @@ def repaired_model(tm: TrainedModel, elim: eliminators_mod.Eliminator, x_pool: T
     share repaired models. On a hit ``elim.wall_seconds`` (and ``n_suspicious`` where the method
     has one) are restored from the entry, so cost columns still report the original repair.
     Repairs kept in forward hooks (FP) and eliminators holding a pre-fitted detector are not cached."""
-    # a detector handed to the eliminator is state the key cannot see: no caching then
+    # a detector handed to the eliminator at build time is state the key cannot see: no caching
+    # then. The one BeniFul fits itself is fitted anew per repair (kept in ``last_detector``, never
+    # in ``detector``), so a reused instance stays cacheable.
     cacheable = use_cache and getattr(elim, "detector", None) is None
     key = repaired_key(tm, elim, split) if cacheable else None
     entry = cache.load(key, kind="repaired") if key is not None else None

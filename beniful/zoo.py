@@ -16,9 +16,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from . import attacks as attacks_mod
-from . import cache, datasets, models, profiles
+from . import cache, datasets, models, profiles, sources, training
 from .attacks.base import Attack
+# the registry alone, not the ``attacks`` package: importing it runs ``attacks/__init__`` (which
+# registers every attack) all the same, and the model key's source digest then follows the model's
+# own attack only, so an edit of one attack does not retrain the others' models
+from .attacks.registry import ATTACKS
 from .datasets import ImageDataset, stratified_split
 from .training import evaluate, train_classifier
 from .utils import resolve_device, seed_everything
@@ -66,8 +69,35 @@ def defender_split(train: ImageDataset, poison_idx: Tensor, fraction: float, see
 
 def model_config(dataset: str, attack: Attack | None, profile: profiles.Profile, seed: int,
                  arch: str = "preact_resnet18") -> dict[str, Any]:
-    """Everything that determines the trained weights; its hash is the cache key."""
+    """Everything that determines the trained weights; its hash is the cache key.
+
+    Besides the data set, architecture, attack parameters, training recipe and seed, ``"source"`` is
+    :func:`beniful.sources.source_digest` of the code that makes the weights, so a cached model is
+    never reused once that code changes:
+
+    - the attack's class (none for the clean model): how samples are poisoned, and a trained trigger
+      (IAD's generator) which is stored with the model;
+    - :mod:`beniful.training`: the training loop, augmentation and optimiser;
+    - :mod:`beniful.models`: the architectures and their initialisation;
+    - :mod:`beniful.datasets`: loading of the standard data sets, whose content is not fingerprinted
+      (:func:`data_fingerprint` is ``None`` for them);
+    - this module: the seeding, the poisoned indices and the resumable loop of :func:`get`.
+
+    Each follows its imports (the attack base class, the utilities). Other attacks, the detectors and
+    the eliminators are not included: an edit of them keeps the models.
+
+    Args:
+        dataset: data set name.
+        attack: the attack, or ``None`` for the clean model.
+        profile: the profile giving width and training recipe.
+        seed: training seed.
+        arch: architecture name from ``models.available()``.
+
+    Returns:
+        A JSON-able dict; ``cache.config_key`` of it is the model's key.
+    """
     info = datasets.INFO[dataset]
+    code = ([type(attack)] if attack is not None else []) + [training, models, datasets, __name__]
     return {
         "dataset": dataset,
         "model": {"arch": arch, "width": profile.width, "num_classes": info["num_classes"],
@@ -75,6 +105,7 @@ def model_config(dataset: str, attack: Attack | None, profile: profiles.Profile,
         "attack": attack.config() if attack is not None else None,
         "train": profile.train_config(dataset).key(),
         "seed": seed,
+        "source": sources.source_digest(*code),
     }
 
 
@@ -100,10 +131,10 @@ def _build_attack(attack: str | Attack | None, prof: profiles.Profile, seed: int
         return attack
     if attack == "none":
         return None
-    attacks_mod.ATTACKS.get(attack)  # raises the "valid names" error before any work
+    ATTACKS.get(attack)  # raises the "valid names" error before any work
     kw = prof.attack_kwargs(attack)
     kw.update(overrides)
-    return attacks_mod.build(attack, seed=seed, **kw)
+    return ATTACKS.build(attack, seed=seed, **kw)
 
 
 def _opt_tensors(opt: torch.optim.Optimizer) -> dict[str, Tensor]:

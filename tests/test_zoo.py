@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from beniful import attacks, cache, datasets, profiles, zoo
+from beniful import attacks, cache, datasets, profiles, sources, zoo
 from beniful.training import TrainConfig
 
 EPOCHS = 2
@@ -154,6 +154,40 @@ def test_subset_data_gets_its_own_cache_key(reference):
     assert other != zoo.data_fingerprint(train, test, "mnist5k")
     full_train, full_test = datasets.load("mnist5k")
     assert zoo.data_fingerprint(full_train, full_test, "mnist5k") is None  # shared quick-profile keys unchanged
+
+
+
+def edited_package(base: Path, edits: dict[str, str]) -> Path:
+    """A copy of the package's source under ``base`` with ``edits`` (file -> text) appended."""
+    root = base / "beniful"
+    shutil.copytree(sources.PACKAGE_ROOT, root, ignore=shutil.ignore_patterns("__pycache__"))
+    for name, text in edits.items():
+        with (root / name).open("a") as f:
+            f.write(text)
+    return root
+
+
+def test_the_model_key_follows_the_code_that_makes_the_weights(tmp_path, monkeypatch):
+    """An edit of an attack's source changes that attack's model key only; an edit of the training
+    loop, the architectures or the attack base class changes every key; the same source in another
+    folder changes none."""
+    atks = {name: attacks.build(name) for name in ("badnets", "iad")}
+    atks["none"] = None
+
+    def keys() -> dict[str, str]:
+        return {n: cache.config_key(zoo.model_config("mnist5k", a, TINY, 0)) for n, a in atks.items()}
+
+    real = keys()
+    monkeypatch.setattr(sources, "PACKAGE_ROOT", edited_package(tmp_path / "same", {}))
+    assert keys() == real
+    monkeypatch.setattr(sources, "PACKAGE_ROOT", edited_package(tmp_path / "iad", {"attacks/iad.py": "\n# edit\n"}))
+    k = keys()
+    assert k["iad"] != real["iad"] and k["badnets"] == real["badnets"] and k["none"] == real["none"]
+    for edited in ("training.py", "models.py", "attacks/base.py"):
+        monkeypatch.setattr(sources, "PACKAGE_ROOT", edited_package(tmp_path / edited.replace("/", "_"),
+                                                                    {edited: "\n# edit\n"}))
+        k = keys()
+        assert all(k[n] != real[n] for n in real), edited  # training imports the attack base class
 
 
 # ------------------------------------------------------------------------------------------ resume

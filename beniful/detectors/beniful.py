@@ -24,8 +24,6 @@ passes and one small VAE pass; ``forward_passes`` reports ``1 + tail share of th
 from __future__ import annotations
 
 import hashlib
-import inspect
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -33,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import cache as cache_mod
-from .. import features
+from .. import features, sources
 from ..metrics import threshold_at_fpr
 from ..utils import as_images, as_tensors, batches, check_layer, resolve_device
 from ..vae import FeatureVAE, train_vae
@@ -121,22 +119,30 @@ class BeniFulDetector(Detector):
         return self
 
     def cache_key(self, model: nn.Module, x: Tensor, y: Tensor) -> str:
-        """Digest of everything a fit depends on (weights, clean data, parameters, seed, device, code)."""
+        """Digest of everything a fit depends on: weights, clean data, parameters, seed, device and
+        code. The code part is :func:`beniful.sources.source_digest` of the detector's class, which
+        follows its imports (the VAE, the feature hooks, the base class's calibration, the cache),
+        so an edit of any of them refits instead of loading a fit made by the old code.
+
+        Args:
+            model: the suspect model the detector is fitted on.
+            x: the clean images of the fit.
+            y: their labels.
+
+        Returns:
+            The cache key (kind ``detector``).
+        """
         h = hashlib.sha256()
         for name, t in model.state_dict().items():
             h.update(name.encode())
             h.update(t.detach().cpu().contiguous().numpy().tobytes())
         for t in (x, y):
             h.update(t.detach().cpu().contiguous().numpy().tobytes())
-        src = hashlib.sha256()
-        for mod in (features, cache_mod, inspect.getmodule(FeatureVAE), inspect.getmodule(Detector),
-                    inspect.getmodule(BeniFulDetector)):
-            src.update(Path(inspect.getfile(mod)).read_bytes())
         cfg = {"detector": self.name, "params": self.params(), "vae_lr": self.vae_lr,
                "vae_batch_size": self.vae_batch_size, "fpr": self.fpr, "calib_fraction": self.calib_fraction,
                "seed": self.seed,
                "device": "model" if self.device_name == "model" else str(resolve_device(self.device_name)), "torch": torch.__version__,
-               "data": h.hexdigest(), "source": src.hexdigest()[:16]}
+               "data": h.hexdigest(), "source": sources.source_digest(type(self))}
         return cache_mod.config_key(cfg)
 
     def _restore(self, model: nn.Module, tensors: dict[str, Tensor], meta: dict[str, Any]) -> bool:

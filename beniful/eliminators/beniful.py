@@ -225,7 +225,11 @@ class BeniFulEliminator(Eliminator):
             raise ValueError(f"unknown relabel_source {relabel_source!r}; valid: {', '.join(RELABEL_SOURCES)}")
         self.relabel_source, self.exclude_target = relabel_source, bool(exclude_target)
         self.detector_kwargs = dict(detector_kwargs or {})
+        #: the detector given at build time, the only one ever reused; never replaced by a repair,
+        #: so one instance can repair several models (and ``repaired_model`` can still cache it)
         self.detector = detector
+        #: the detector the last repair used (the build-time one or a fresh fit), for reports
+        self.last_detector: BeniFulDetector | None = None
         # filled by repair(), for reports and figures
         self.n_suspicious = 0
         self.suspicious_mask: Tensor | None = None
@@ -236,13 +240,15 @@ class BeniFulEliminator(Eliminator):
     def _detector(self, original: nn.Module, x: Tensor, y: Tensor) -> BeniFulDetector:
         """The BeniFul detector fitted on the original model. A fitted one given at build time is
         reused when its layer matches (ablation sweeps share one VAE fit); it must have been fitted
-        on the same model and clean data, which is the caller's responsibility."""
+        on the same model and clean data, which is the caller's responsibility. Otherwise a detector
+        is fitted anew for this repair and kept in ``last_detector`` only: stored in ``detector`` it
+        would be reused on the next model, whose repair would then take the first model's features
+        as the benign reference."""
         det = self.detector
-        if det is not None and det.model is not None and det.layer == self.layer:
-            return det
-        kw = {"layer": self.layer, "seed": self.seed, "device": str(self.device), **self.detector_kwargs}
-        det = BeniFulDetector(**kw).fit(original, (x, y))
-        self.detector = det
+        if det is None or det.model is None or det.layer != self.layer:
+            kw = {"layer": self.layer, "seed": self.seed, "device": str(self.device), **self.detector_kwargs}
+            det = BeniFulDetector(**kw).fit(original, (x, y))
+        self.last_detector = det
         return det
 
     @torch.no_grad()

@@ -40,3 +40,29 @@ def test_user_pattern():
 def test_bad_alpha(alpha):
     with pytest.raises(ValueError, match="alpha"):
         attacks.build("blended", alpha=alpha)
+
+
+def test_user_patterns_are_keyed_by_content_not_by_sum():
+    """Two patterns with the same sum (a permutation of the same pixels) are different attacks and
+    must not share a cached model; the same content (any copy) is the same attack."""
+    a = torch.zeros(1, 8, 8)
+    a[:, ::2] = 1.0
+    b = a.transpose(1, 2).contiguous()          # same pixels, same sum, other stripes
+    assert float(a.sum()) == float(b.sum()) and not torch.equal(a, b)
+    cfg = lambda p: attacks.build("blended", pattern=p).config()  # noqa: E731
+    assert cfg(a) != cfg(b)
+    assert cfg(a) == cfg(a.clone()) and cfg(a) != attacks.build("blended").config()
+    assert cfg(a) != cfg(a.double())                                  # dtype is part of the content
+    assert cfg(a) != cfg(a.reshape(1, 4, 16))                         # and so is the shape
+    assert len(cfg(a)["pattern_sha256"]) == 64 and "pattern_sum" not in cfg(a)
+
+
+def test_a_user_pattern_is_copied_at_build_time():
+    pat = torch.full((1, 4, 4), 0.5)
+    atk = attacks.build("blended", pattern=pat)
+    before = atk.config()
+    pat += 0.25  # the caller's tensor changes afterwards: the attack and its key do not
+    assert atk.config() == before
+    assert torch.allclose(atk.setup((1, 4, 4)).pattern, torch.full((1, 4, 4), 0.5))
+    with pytest.raises(TypeError, match="pattern"):
+        attacks.build("blended", pattern=[[0.5]])

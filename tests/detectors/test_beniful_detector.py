@@ -8,13 +8,15 @@ plain ``nn.Sequential`` addressed by index) with clear errors for bad layers and
 from __future__ import annotations
 
 import copy
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
 from baseline_planted import TARGET, make_images, planted, stamp
-from beniful import detectors
+from beniful import detectors, sources
 from beniful.detectors.beniful import SIGNALS, BeniFulDetector
 from beniful.metrics import auroc
 
@@ -244,6 +246,30 @@ def test_cache_key_changes_with_model_data_and_parameters(tmp_path, monkeypatch)
     with torch.no_grad():
         next(other.parameters()).view(-1)[0] += 1e-3
     assert det.cache_key(other, x, y) != k
+
+
+
+def _edited_package(base: Path, name: str) -> Path:
+    root = base / "beniful"
+    shutil.copytree(sources.PACKAGE_ROOT, root, ignore=shutil.ignore_patterns("__pycache__"))
+    with (root / name).open("a") as f:
+        f.write("\n# an edit\n")
+    return root
+
+
+@pytest.mark.parametrize("edited", ["vae.py", "features.py", "detectors/base.py", "utils.py"])
+def test_cache_key_follows_the_code_it_imports(tmp_path, monkeypatch, edited):
+    """A real edit of a module the detector imports (directly or not) gives a new key: a fit made by
+    the old code is never loaded for the new one. Another detector's module leaves the key alone."""
+    monkeypatch.setenv("BENIFUL_CACHE", str(tmp_path / "cache"))
+    data = planted(1)
+    x, y = data["clean"]
+    det = BeniFulDetector(layer=MID, cache=True, **FAST)
+    k = det.cache_key(data["model"], x, y)
+    monkeypatch.setattr(sources, "PACKAGE_ROOT", _edited_package(tmp_path / "other", "detectors/strip.py"))
+    assert det.cache_key(data["model"], x, y) == k
+    monkeypatch.setattr(sources, "PACKAGE_ROOT", _edited_package(tmp_path / "edited", edited))
+    assert det.cache_key(data["model"], x, y) != k
 
 
 def test_corrupt_cache_entry_is_refitted(tmp_path, monkeypatch):

@@ -153,6 +153,34 @@ def test_is_deterministic_in_seed(baseline_poisoned, baseline_data, pool, detect
     assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
 
 
+
+def test_a_reused_instance_fits_a_new_detector_for_each_model(baseline_poisoned, baseline_clean_model, baseline_data,
+                                                              pool):
+    """One instance repairing model A, then model B, gives B exactly what a fresh instance gives it:
+    the detector it fitted on A (A's features as the reference) is not reused for B."""
+    kw = {"layer": LAYER, "epochs": 2, "device": "cpu", "detector_kwargs": DET}
+    el = BeniFulEliminator(**kw)
+    el.repair(baseline_poisoned, baseline_data.clean, pool=pool.x)
+    det_a = el.last_detector
+    assert det_a is not None and el.detector is None  # its own fit is a report, not a build-time detector
+    again = el.repair(baseline_clean_model, baseline_data.clean, pool=pool.x)
+    fresh = BeniFulEliminator(**kw).repair(baseline_clean_model, baseline_data.clean, pool=pool.x)
+    assert el.last_detector is not det_a
+    assert all(torch.equal(v, fresh.state_dict()[k]) for k, v in again.state_dict().items())
+
+
+def test_a_build_time_detector_is_the_one_reused(baseline_poisoned, baseline_data, pool, detector):
+    el = BeniFulEliminator(layer=LAYER, epochs=0, device="cpu", detector=detector)
+    el.repair(baseline_poisoned, baseline_data.clean, pool=pool.x)
+    el.repair(baseline_poisoned, baseline_data.clean, pool=pool.x)
+    assert el.detector is detector and el.last_detector is detector
+    # a layer it was not fitted at: a new fit, kept apart; the build-time detector stays
+    other = BeniFulEliminator(layer="stage2", epochs=0, device="cpu", detector=detector, detector_kwargs=DET)
+    other.repair(baseline_poisoned, baseline_data.clean, pool=pool.x)
+    assert other.detector is detector and other.last_detector is not detector
+    assert other.last_detector.layer == "stage2"
+
+
 def _digits_like(n: int, seed: int) -> torch.Tensor:
     """Images with per-pixel spread everywhere (so that every pixel's clean std is defined)."""
     return torch.rand(n, 1, 8, 8, generator=torch.Generator().manual_seed(seed))

@@ -2,12 +2,15 @@
 reused; repairs that live in forward hooks (FP) and eliminators holding a fitted detector are not."""
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
 
-from beniful import cache, evaluation
+from beniful import cache, evaluation, sources
+from beniful.eliminators.beniful import BeniFulEliminator
 from beniful.eliminators.fp import FinePruning
 from beniful.eliminators.ft import FineTuning
 
@@ -52,3 +55,41 @@ def test_use_cache_false_always_repairs(tm):
     el.repair = _refuse
     with pytest.raises(AssertionError, match="repair ran"):
         evaluation.repaired_model(tm, el, None, use_cache=False)
+
+
+def test_a_reused_beniful_instance_stays_cacheable(tm, baseline_clean_model, baseline_data):
+    """The detector a BeniFul eliminator fits itself is not build-time state: the same instance's
+    repair of a second model is still cached (only a build-time detector turns caching off)."""
+    el = BeniFulEliminator(layer="stage1", epochs=1, device="cpu",
+                           detector_kwargs={"vae_epochs": 5, "latent_dim": 8, "augment": 0})
+    pool = baseline_data.x_test[:100]
+    evaluation.repaired_model(tm, el, pool)
+    other = SimpleNamespace(key="tiny-clean", model=baseline_clean_model, clean_data=lambda: baseline_data.clean)
+    evaluation.repaired_model(other, el, pool)
+    assert el.detector is None
+    for t in (tm, other):
+        assert cache.load(evaluation.repaired_key(t, el), kind="repaired") is not None
+    given = BeniFulEliminator(layer="stage1", epochs=1, device="cpu", detector=el.last_detector)
+    evaluation.repaired_model(other, given, pool)
+    assert cache.load(evaluation.repaired_key(other, given), kind="repaired") is None
+
+
+def _edited_package(base: Path, name: str) -> Path:
+    root = base / "beniful"
+    shutil.copytree(sources.PACKAGE_ROOT, root, ignore=shutil.ignore_patterns("__pycache__"))
+    with (root / name).open("a") as f:
+        f.write("\n# an edit\n")
+    return root
+
+
+@pytest.mark.parametrize("edited", ["vae.py", "features.py", "detectors/beniful.py", "eliminators/beniful.py",
+                                    "eliminators/base.py"])
+def test_the_repaired_key_follows_the_code_the_eliminator_imports(tm, tmp_path, monkeypatch, edited):
+    """BeniFul's repair depends on its detector, the VAE and the feature hooks through its imports:
+    a real edit of any of them gives a new key, so no stale repair is loaded."""
+    el = BeniFulEliminator(layer="stage1", device="cpu")
+    key = evaluation.repaired_key(tm, el)
+    monkeypatch.setattr(sources, "PACKAGE_ROOT", _edited_package(tmp_path / "other", "attacks/iad.py"))
+    assert evaluation.repaired_key(tm, el) == key
+    monkeypatch.setattr(sources, "PACKAGE_ROOT", _edited_package(tmp_path / "edited", edited))
+    assert evaluation.repaired_key(tm, el) != key

@@ -217,6 +217,7 @@ def backdoor_consistency(tms: TrainedModel | Iterable[TrainedModel], clean_tm: T
     - ``model="clean"``: fitted on ``clean_tm`` (a model trained without poison), flagging the same
       attack's triggered inputs; Backdoor Consistency says these should stay near the FPR;
     - ``model="repaired"`` (``eliminate=True``): a fresh detector fitted on the BeniFul-repaired model.
+
     All rates, ACC and ASR are measured on the evaluation half of the test set (the repair sees the
     other half as its incoming pool), so the three rows of one attack are comparable.
 

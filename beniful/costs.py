@@ -28,7 +28,7 @@ PAPER_PASSES: dict[str, tuple[float, float, str]] = {
     "scale_up": (6, 6, "6"), "ibd_psc": (6, 6, "6"), "teco": (76, 76, "76"),
 }
 
-#: issue 6's CPU acceptance: BeniFul's throughput must be at least this multiple of the method's,
+#: issue 6's CPU acceptance. BeniFul's throughput must be at least this multiple of the method's,
 #: each method at its paper's settings (``settings == "defaults"`` rows of the benchmark CSV)
 ACCEPTANCE: tuple[tuple[str, float], ...] = (("plain", 0.6), ("scale_up", 5.0), ("strip", 50.0))
 

@@ -1,4 +1,4 @@
-"""Detection metrics from continuous scores (never from binary decisions), per METHOD.md."""
+"""Detection metrics from continuous scores (never from binary decisions), per the book's protocol page."""
 from __future__ import annotations
 
 import numpy as np

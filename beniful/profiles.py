@@ -1,8 +1,8 @@
-"""Named experiment profiles: ``quick`` (CPU, embedded data, minutes) and ``paper`` (GPU, METHOD.md).
+"""Named experiment profiles: ``quick`` (CPU, embedded data, minutes) and ``paper`` (GPU, the book's protocol page).
 
 A profile fixes the model width, the training recipe, the defender's clean-data share and any
 per-attack parameter that the quick setting needs changed. Every value is listed in the book's
-setup page; nothing here is the paper's own number unless METHOD.md says so.
+setup page; nothing here is the paper's own number unless the protocol page says so.
 """
 from __future__ import annotations
 

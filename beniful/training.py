@@ -26,7 +26,7 @@ __all__ = ["TrainConfig", "augment", "train_classifier", "evaluate", "accuracy",
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimiser and augmentation settings. Defaults: METHOD.md's paper profile (BackdoorBench)."""
+    """Optimiser and augmentation settings. Defaults: the paper profile of the book's protocol page (BackdoorBench)."""
 
     epochs: int = 100
     batch_size: int = 128

@@ -36,7 +36,7 @@ def seed_everything(seed: int) -> torch.Generator:
 def as_tensors(data: object, max_items: int | None = None) -> tuple[Tensor, Tensor]:
     """Turn a Dataset, a DataLoader or an ``(x, y)`` tuple into float ``x`` and long ``y`` tensors.
 
-    API.md lets every detector and eliminator accept any of the three forms; they all funnel here.
+    The book's library guide lets every detector and eliminator accept any of the three forms; they all funnel here.
     """
     if isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(t, Tensor) for t in data):
         x, y = data

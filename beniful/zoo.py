@@ -79,7 +79,7 @@ def model_config(dataset: str, attack: Attack | None, profile: profiles.Profile,
 
 
 def data_fingerprint(train: ImageDataset, test: ImageDataset, dataset: str) -> str | None:
-    """``None`` for the data set exactly as :func:`datasets.load` returns it, else a SHA-256 of the content.
+    """``None`` for the data set exactly as :func:`beniful.datasets.load` returns it, else a SHA-256 of the content.
 
     Without it, ``get(..., data=subset)`` would be cached under the same key as the full data set
     and a later call on the full data would silently load the subset's model.
@@ -129,7 +129,7 @@ def get(attack: str | Attack | None = "badnets", dataset: str | None = None, pro
     """Load from the cache or train the model for (attack, dataset, profile, seed).
 
     ``attack`` is a name from ``attacks.available()``, ``"none"``/``None`` for the clean model, or
-    an :class:`Attack`. Extra keyword arguments override the profile's attack parameters.
+    an :class:`~beniful.attacks.base.Attack`. Extra keyword arguments override the profile's attack parameters.
     """
     prof = profiles.get(profile)
     dataset = datasets.check_name(dataset or prof.default_dataset)

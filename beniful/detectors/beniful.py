@@ -4,13 +4,15 @@ Write the suspect classifier as ``f = g(h(x))`` with ``h`` the output of submodu
 
 1. Fit: a :class:`~beniful.vae.FeatureVAE` learns ``h(x)`` of the defender's clean data (the fit
    part; the base class keeps the rest for calibration). The suspect model stays frozen.
-2. Two signals per input (METHOD.md section 2):
+2. Two signals per input (the book's method page):
+
    - reconstruction distance ``r(x) = mse(h(x), h_hat(x))`` with ``h_hat = Dec(mu(Enc(h(x))))``,
      in channel-standardised feature units;
    - inference consistency ``c(x) = KL(softmax f(x) || softmax g(h_hat(x)))`` (or the
      cross-entropy of ``g(h_hat(x))`` at ``f``'s predicted class): a VAE that only saw benign
      features cannot rebuild the trigger's feature, so on a triggered input the prediction from
      the reconstruction leaves the backdoor's target class while ``f`` stays on it.
+
 3. Score: each signal is log-transformed and standardised with the median and inter-quartile range
    of held-out clean inputs (the calibration part), and ``signal="both"`` adds them with weights
    ``r_weight`` and ``c_weight``. ``signal="r"`` or ``"c"`` gives one signal alone (ablation).

@@ -12,7 +12,7 @@ normalised entropy is ``H = (1/N) sum_n H_n``. STRIP flags low ``H``; our contin
 Defaults and their sources:
 
 - ``n_overlays = 100``: N in the paper's experiments and the default of public
-  re-implementations; METHOD.md lists STRIP at 20-100 passes per input.
+  re-implementations; the book's protocol page lists STRIP at 20-100 passes per input.
 - ``alpha = beta = 1.0``: the superimposition of the authors' release is OpenCV's
   ``addWeighted(background, 1, overlay, 1, 0)``, i.e. a plain sum, saturated to the valid range;
   we clip to [0, 1] as the PyTorch ports do.

@@ -1,4 +1,4 @@
-"""Behaviour every attack shares (API.md): registry, parameter checks, shape/range, determinism,
+"""Behaviour every attack shares (the book's library guide): registry, parameter checks, shape/range, determinism,
 poisoning policy and per-batch label handling."""
 from __future__ import annotations
 

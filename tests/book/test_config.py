@@ -31,7 +31,7 @@ def test_environment_yml_carries_the_requirements_pins() -> None:
     assert _pins(pip) == req
 
 
-def test_book_config_follows_stack_md() -> None:
+def test_book_config_builds_offline_from_stored_outputs() -> None:
     cfg = yaml.safe_load((ROOT / "_config.yml").read_text())
     assert cfg["execute"]["execute_notebooks"] == "off"
     for pat in (".venv", "venv", "_build", "**.ipynb_checkpoints"):

@@ -81,3 +81,19 @@ def test_make_notebooks_runs_table1_first_then_the_rest_in_parallel(args: list[s
     sub = next(l for l in dry.splitlines() if "ORDERED=1" in l)
     assert jobs in sub
     assert (threads in sub) if threads else "BENIFUL_NUM_THREADS" not in sub
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_ci_lints_with_the_pinned_ruff(tmp_path: Path) -> None:
+    """CI runs `make lint`, which runs the venv's ruff (pinned like every other tool) with the rules
+    in pyproject.toml; a lint step that CI never calls would rot unnoticed."""
+    assert "ruff" in _pins((ROOT / "requirements.txt").read_text().splitlines())
+    steps = [l.strip() for l in (ROOT / ".ci" / "run").read_text().splitlines() if l.strip().startswith("make ")]
+    assert "make lint" in steps
+    # a stamp outside the checkout: `make -n` only prints the install recipe (never name a makefile
+    # here: make runs the recipes that remake makefiles even under -n)
+    dry = subprocess.run(["make", "-n", "lint", f"STAMP={tmp_path / 'stamp'}"], cwd=ROOT, capture_output=True, text=True,
+                         check=True).stdout
+    assert ".venv/bin/ruff check ." in dry
+    text = (ROOT / "pyproject.toml").read_text()
+    assert "[tool.ruff.lint]" in text and re.search(r"^select = \[", text, flags=re.M)

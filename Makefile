@@ -40,13 +40,14 @@ else
   PM_PARAMS := -p profile $(PROFILE) $(if $(DATASET),-p dataset $(DATASET)) $(if $(SEEDS),-p seed $(SEEDS))
 endif
 
-.PHONY: help install reproduce notebooks book-notebooks book test unit nbval clean-book $(RUN_TARGETS)
+.PHONY: help install reproduce notebooks book-notebooks book test unit nbval lint clean-book $(RUN_TARGETS)
 
 help:
 	@echo "make install     build .venv ($(PYTHON)) from requirements.txt and install beniful into it"
 	@echo "make reproduce   run every notebook with papermill (PROFILE=$(PROFILE) DATASET=$(DATASET)), JOBS=$(JOBS) at a time, and build the book"
 	@echo "make test        unit tests + pytest --nbval-lax notebooks/"
 	@echo "make book        jupyter-book build -W -n --keep-going . (into _build/html)"
+	@echo "make lint        ruff check . (rules in pyproject.toml)"
 
 install: $(STAMP)
 
@@ -114,6 +115,10 @@ unit: $(STAMP)
 
 nbval: $(STAMP)
 	$(BIN)/pytest -q --nbval-lax --nbval-cell-timeout=3600 notebooks/
+
+# the small bug-catching rule set of pyproject.toml's [tool.ruff.lint]; seconds, so CI runs it first
+lint: $(STAMP)
+	$(BIN)/ruff check .
 
 clean-book:
 	rm -rf _build

@@ -3,7 +3,7 @@
 1. Every HTML page: each <img src>, and each internal <a href>/<link href>/<script src>, resolves to
    a file in the build (an internal '#anchor' must exist on its target page); every image is a
    readable, non-empty picture; no page shows a Python traceback.
-2. Headless Chromium (flags from STACK.md, each call wrapped in `timeout` because the book's
+2. Headless Chromium (flags for running as root without a display, each call wrapped in `timeout` because the book's
    index.html is a redirect that can otherwise hang) screenshots the landing page and one table
    page; each screenshot must exist and not be blank.
 

@@ -54,6 +54,12 @@ def elimination_validation_split(tm: TrainedModel) -> tuple[ImageDataset, ImageD
 
     The evaluation half of :func:`beniful.evaluation.elimination_split` is never part of it, so
     defaults chosen here are not tuned on the numbers the tables report.
+
+    Args:
+        tm: a trained model; its test set and seed fix the split.
+
+    Returns:
+        ``(validation pool, validation evaluation part)``, a quarter of the test set each, stratified.
     """
     pool_half, _ = elimination_split(tm.test, tm.seed)
     a, b = stratified_split(pool_half.targets, 0.5, tm.seed + 2971)
@@ -63,7 +69,18 @@ def elimination_validation_split(tm: TrainedModel) -> tuple[ImageDataset, ImageD
 def elimination_validation_row(tm: TrainedModel, eliminator: BeniFulEliminator | Any, clean: Any = None,
                                **kwargs: Any) -> dict[str, Any]:
     """Like :func:`~beniful.evaluation.elimination_row`, on the validation split: repair with the
-    clean data + an incoming pool made from the validation pool, measure on the validation evaluation part."""
+    clean data + an incoming pool made from the validation pool, measure on the validation evaluation part.
+
+    Args:
+        tm: the (backdoored) trained model.
+        eliminator: an eliminator, or its registry name (built with ``tm.seed`` and ``kwargs``).
+        clean: the defender's clean data; ``None`` uses ``tm.clean_data()`` and caches the repair.
+        **kwargs: eliminator parameters when ``eliminator`` is a name.
+
+    Returns:
+        One row with the model's provenance, ``split="validation"``, ACC/ASR after and before, the wall
+        time, and for BeniFul the number, precision and recall of the suspicious inputs.
+    """
     from . import eliminators as eliminators_mod
 
     elim = eliminators_mod.build(eliminator, seed=tm.seed, **kwargs) if isinstance(eliminator, str) else eliminator
@@ -107,7 +124,16 @@ def _test_row(tm: TrainedModel, elim: BeniFulEliminator, clean: Any = None) -> d
 # ---------------------------------------------------------------------------------- detection
 def detection_by_signal(tms: TrainedModel | Iterable[TrainedModel], layer: str = "layer3",
                         **detector_kwargs: Any) -> pd.DataFrame:
-    """AUROC / TPR@5%FPR / flag rates of r alone, c alone and both, from one fitted detector per model."""
+    """AUROC / TPR@5%FPR / flag rates of r alone, c alone and both, from one fitted detector per model.
+
+    Args:
+        tms: one trained model or several (from ``zoo.get``).
+        layer: the detector's middle layer.
+        **detector_kwargs: passed to :class:`~beniful.detectors.beniful.BeniFulDetector`.
+
+    Returns:
+        One row per model and signal (``r``, ``c``, ``both``) on the natural mix.
+    """
     rows = []
     for tm in _as_list(tms):
         det = BeniFulDetector(layer=layer, seed=tm.seed, **detector_kwargs).fit(tm.model, tm.clean_data())
@@ -121,7 +147,16 @@ def detection_by_signal(tms: TrainedModel | Iterable[TrainedModel], layer: str =
 
 def detection_by_layer(tms: TrainedModel | Iterable[TrainedModel], layers: Sequence[str] = LAYERS,
                        **detector_kwargs: Any) -> pd.DataFrame:
-    """Detection (all three signals) with the VAE on each middle layer."""
+    """Detection (all three signals) with the VAE on each middle layer.
+
+    Args:
+        tms: one trained model or several (from ``zoo.get``).
+        layers: the middle layers to compare.
+        **detector_kwargs: passed to :class:`~beniful.detectors.beniful.BeniFulDetector`.
+
+    Returns:
+        The rows of :func:`detection_by_signal` for every layer.
+    """
     frames = [detection_by_signal(tms, layer=layer, **detector_kwargs) for layer in layers]
     return pd.concat(frames, ignore_index=True)
 
@@ -129,7 +164,20 @@ def detection_by_layer(tms: TrainedModel | Iterable[TrainedModel], layers: Seque
 def detection_by_clean_fraction(tms: TrainedModel | Iterable[TrainedModel],
                                 fractions: Sequence[float] = (0.01, 0.025, 0.05, 0.1),
                                 layer: str = "layer3", **detector_kwargs: Any) -> pd.DataFrame:
-    """Detection with the defender holding ``fraction`` of the training set as clean data."""
+    """Detection with the defender holding ``fraction`` of the training set as clean data.
+
+    Args:
+        tms: one trained model or several (from ``zoo.get``).
+        fractions: shares of the training set's size, each in (0, 1].
+        layer: the detector's middle layer.
+        **detector_kwargs: passed to :class:`~beniful.detectors.beniful.BeniFulDetector`.
+
+    Returns:
+        One row per model, fraction and signal, with ``clean_fraction`` and ``n_clean``.
+
+    Raises:
+        ValueError: a fraction outside (0, 1].
+    """
     rows = []
     for tm in _as_list(tms):
         x_clean, x_trig = natural_mix(tm)
@@ -151,7 +199,23 @@ def elimination_by_form(tms: TrainedModel | Iterable[TrainedModel], forms: Seque
                         **eliminator_kwargs: Any) -> pd.DataFrame:
     """ACC/ASR after BeniFul elimination for every (form, lambda); ``split="validation"`` measures on
     the validation split (for choosing defaults), ``"test"`` on the evaluation half (for the table).
-    ``lam=0`` is plain fine-tuning with the same optimiser (a useful reference row)."""
+    ``lam=0`` is plain fine-tuning with the same optimiser (a useful reference row).
+
+    Args:
+        tms: one trained model or several (from ``zoo.get``).
+        forms: loss forms (any ``+``-join of ``a``, ``b``, ``c``, ``t``).
+        lams: weights of the feature-distance terms.
+        split: ``"test"`` or ``"validation"``.
+        layer: the middle layer of the detector and the loss.
+        **eliminator_kwargs: passed to :class:`~beniful.eliminators.beniful.BeniFulEliminator`.
+            ``detector_kwargs`` among them goes to the detector.
+
+    Returns:
+        One row per model, form and lambda, with ``layer``, ``form`` and ``lam``.
+
+    Raises:
+        ValueError: ``split`` is neither ``"test"`` nor ``"validation"``.
+    """
     if split not in ("test", "validation"):
         raise ValueError(f"split must be 'test' or 'validation', got {split!r}")
     rows = []
@@ -173,7 +237,20 @@ def elimination_by_form(tms: TrainedModel | Iterable[TrainedModel], forms: Seque
 def elimination_by_clean_fraction(tms: TrainedModel | Iterable[TrainedModel],
                                   fractions: Sequence[float] = (0.01, 0.025, 0.05, 0.1), split: str = "test",
                                   **eliminator_kwargs: Any) -> pd.DataFrame:
-    """ACC/ASR after BeniFul elimination with ``fraction`` of the training set as clean data."""
+    """ACC/ASR after BeniFul elimination with ``fraction`` of the training set as clean data.
+
+    Args:
+        tms: one trained model or several (from ``zoo.get``).
+        fractions: shares of the training set's size, each in (0, 1].
+        split: ``"validation"`` for the validation split, anything else for the evaluation half.
+        **eliminator_kwargs: passed to :class:`~beniful.eliminators.beniful.BeniFulEliminator`.
+
+    Returns:
+        One row per model and fraction, with ``clean_fraction`` and ``n_clean``.
+
+    Raises:
+        ValueError: a fraction outside (0, 1].
+    """
     rows = []
     for tm in _as_list(tms):
         for frac in fractions:
@@ -191,7 +268,17 @@ def elimination_by_clean_fraction(tms: TrainedModel | Iterable[TrainedModel],
 # ---------------------------------------------------------------------------------- fig2 / fig3
 def signal_distributions(tm: TrainedModel, layer: str = "layer3", **detector_kwargs: Any) -> pd.DataFrame:
     """Per-input raw r, c and scores on the natural mix (one row per input; ``triggered`` 0/1) for
-    histograms and ROC curves (fig2)."""
+    histograms and ROC curves (fig2).
+
+    Args:
+        tm: a backdoored trained model.
+        layer: the detector's middle layer.
+        **detector_kwargs: passed to :class:`~beniful.detectors.beniful.BeniFulDetector`.
+
+    Returns:
+        One row per input of the natural mix, with ``r``, ``c``, ``score_<signal>``, ``triggered``, the
+        model's provenance, the layer and each signal's threshold.
+    """
     det = BeniFulDetector(layer=layer, seed=tm.seed, **detector_kwargs).fit(tm.model, tm.clean_data())
     x_clean, x_trig = natural_mix(tm)
     frames = []
@@ -217,6 +304,7 @@ def backdoor_consistency(tms: TrainedModel | Iterable[TrainedModel], clean_tm: T
     - ``model="clean"``: fitted on ``clean_tm`` (a model trained without poison), flagging the same
       attack's triggered inputs; Backdoor Consistency says these should stay near the FPR;
     - ``model="repaired"`` (``eliminate=True``): a fresh detector fitted on the BeniFul-repaired model.
+
     All rates, ACC and ASR are measured on the evaluation half of the test set (the repair sees the
     other half as its incoming pool), so the three rows of one attack are comparable.
 
@@ -226,6 +314,17 @@ def backdoor_consistency(tms: TrainedModel | Iterable[TrainedModel], clean_tm: T
     inputs (``flag_rate_triggered_kept``) and among the others (``flag_rate_triggered_flipped``):
     a detector that finds backdoor behaviour rather than unusual inputs flags the kept ones at
     about the FPR.
+
+    Args:
+        tms: one trained model or several (from ``zoo.get``).
+        clean_tm: a model trained without poison on the same data, or ``None`` (no ``clean`` rows).
+        eliminate: also measure the BeniFul-repaired model (shared with table3 through the cache).
+        layer: the middle layer of the detectors and the repair.
+        detector_kwargs: passed to every detector (and to the eliminator's).
+        **eliminator_kwargs: passed to :class:`~beniful.eliminators.beniful.BeniFulEliminator`.
+
+    Returns:
+        One row per model and ``model`` kind (``backdoored``, ``clean``, ``repaired``).
     """
     detector_kwargs = dict(detector_kwargs or {})
     rows = []
@@ -278,7 +377,21 @@ def backdoor_consistency(tms: TrainedModel | Iterable[TrainedModel], clean_tm: T
 def detection_by_param(tms: TrainedModel | Iterable[TrainedModel], param: str, values: Sequence[Any],
                        layer: str = "layer3", **detector_kwargs: Any) -> pd.DataFrame:
     """Detection (combined score) with one detector parameter varied, e.g. ``param="latent_dim"``;
-    an unknown parameter fails in the detector's constructor with its valid names."""
+    an unknown parameter fails in the detector's constructor with its valid names.
+
+    Args:
+        tms: one trained model or several (from ``zoo.get``).
+        param: the detector parameter to vary.
+        values: its values.
+        layer: the detector's middle layer.
+        **detector_kwargs: passed to :class:`~beniful.detectors.beniful.BeniFulDetector`.
+
+    Returns:
+        The combined score's rows, with ``param`` and ``value``.
+
+    Raises:
+        ValueError: ``param`` is also given in ``detector_kwargs``.
+    """
     if param in detector_kwargs:
         raise ValueError(f"{param!r} is varied here; do not also pass it in detector_kwargs")
     frames = []
@@ -291,7 +404,21 @@ def detection_by_param(tms: TrainedModel | Iterable[TrainedModel], param: str, v
 def sensitivity_to_rate(attack: str, rates: Sequence[float], zoo_kwargs: dict[str, Any], layer: str = "layer3",
                         **detector_kwargs: Any) -> pd.DataFrame:
     """One backdoored model per poisoning ``rate`` (trained once, then cached by ``zoo.get``): its
-    ACC/ASR and the detection metrics of the combined score."""
+    ACC/ASR and the detection metrics of the combined score.
+
+    Args:
+        attack: the attack's registry name.
+        rates: poisoning rates, each in (0, 1].
+        zoo_kwargs: passed to ``zoo.get`` (e.g. ``profile``, ``seed``).
+        layer: the detector's middle layer.
+        **detector_kwargs: passed to :class:`~beniful.detectors.beniful.BeniFulDetector`.
+
+    Returns:
+        One row per rate, with ``param="rate"``, ``value``, and the model's ``acc`` and ``asr``.
+
+    Raises:
+        ValueError: a rate outside (0, 1].
+    """
     from . import zoo
 
     rows = []

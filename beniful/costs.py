@@ -28,7 +28,7 @@ PAPER_PASSES: dict[str, tuple[float, float, str]] = {
     "scale_up": (6, 6, "6"), "ibd_psc": (6, 6, "6"), "teco": (76, 76, "76"),
 }
 
-#: issue 6's CPU acceptance: BeniFul's throughput must be at least this multiple of the method's,
+#: issue 6's CPU acceptance. BeniFul's throughput must be at least this multiple of the method's,
 #: each method at its paper's settings (``settings == "defaults"`` rows of the benchmark CSV)
 ACCEPTANCE: tuple[tuple[str, float], ...] = (("plain", 0.6), ("scale_up", 5.0), ("strip", 50.0))
 
@@ -41,7 +41,20 @@ COMMANDS: dict[str, str] = {
 
 
 def bench_path(name: str, profile: str, dataset: str, root: str | os.PathLike | None = None) -> Path:
-    """``<results>/<profile>/<dataset>/<name>.csv`` (results root: :func:`beniful.paths.results_root`)."""
+    """``<results>/<profile>/<dataset>/<name>.csv`` (results root: :func:`beniful.paths.results_root`).
+
+    Args:
+        name: a benchmark table, a key of :data:`COMMANDS` (``"bench_detection"``, ``"bench_elimination"``).
+        profile: profile name.
+        dataset: data set name.
+        root: results root; ``None`` resolves it.
+
+    Returns:
+        The CSV's path (it may not exist).
+
+    Raises:
+        ValueError: ``name`` is not a benchmark table.
+    """
     if name not in COMMANDS:
         raise ValueError(f"unknown benchmark table {name!r}; valid: {', '.join(COMMANDS)}")
     base = paths.results_root(root)
@@ -49,7 +62,16 @@ def bench_path(name: str, profile: str, dataset: str, root: str | os.PathLike | 
 
 
 def missing_note(name: str, profile: str, dataset: str) -> str:
-    """What to say when a benchmark CSV is not there: which command writes it."""
+    """What to say when a benchmark CSV is not there: which command writes it.
+
+    Args:
+        name: a benchmark table, a key of :data:`COMMANDS`.
+        profile: profile name.
+        dataset: data set name.
+
+    Returns:
+        One sentence naming the missing CSV and the command that makes it.
+    """
     cmd = COMMANDS[name].format(profile=profile, dataset=dataset)
     return f"{name}.csv for profile={profile}, dataset={dataset} is not measured yet; make it with: {cmd}"
 
@@ -58,7 +80,22 @@ def load_bench(name: str, profile: str, dataset: str, root: str | os.PathLike | 
                missing_ok: bool = False) -> pd.DataFrame | None:
     """The benchmark CSV (the notebook never runs the benchmark itself: timings belong to a quiet
     machine). A missing one raises FileNotFoundError naming the command that writes it, or gives
-    None with ``missing_ok`` (a profile whose benchmarks have not run yet)."""
+    None with ``missing_ok`` (a profile whose benchmarks have not run yet).
+
+    Args:
+        name: a benchmark table, a key of :data:`COMMANDS`.
+        profile: profile name.
+        dataset: data set name.
+        root: results root; ``None`` resolves it.
+        missing_ok: return ``None`` instead of raising when the CSV is missing.
+
+    Returns:
+        The table without the rows of methods that crashed in the benchmark, or ``None``.
+
+    Raises:
+        FileNotFoundError: the CSV is missing and ``missing_ok`` is false.
+        ValueError: ``name`` is not a benchmark table.
+    """
     path = bench_path(name, profile, dataset, root)
     if not path.is_file():
         if missing_ok:
@@ -72,7 +109,18 @@ def load_bench(name: str, profile: str, dataset: str, root: str | os.PathLike | 
 
 def command(name: str, df: pd.DataFrame) -> str:
     """The command that reproduces ``df`` (a CSV written by the benchmark ``name``): its profile,
-    dataset, device, repeats and threads, read from the CSV's provenance columns."""
+    dataset, device, repeats and threads, read from the CSV's provenance columns.
+
+    Args:
+        name: the benchmark that wrote ``df``, a key of :data:`COMMANDS`.
+        df: the benchmark table.
+
+    Returns:
+        A shell command line.
+
+    Raises:
+        ValueError: ``name`` is not a benchmark table.
+    """
     if name not in COMMANDS:
         raise ValueError(f"unknown benchmark table {name!r}; valid: {', '.join(COMMANDS)}")
 
@@ -85,7 +133,14 @@ def command(name: str, df: pd.DataFrame) -> str:
 
 
 def bench_provenance(df: pd.DataFrame) -> str:
-    """One line: where and how the benchmark ran (the absolute numbers mean nothing without it)."""
+    """One line: where and how the benchmark ran (the absolute numbers mean nothing without it).
+
+    Args:
+        df: a benchmark table.
+
+    Returns:
+        Device, threads, repeats, profile, data set, attack, seed and torch version, one line.
+    """
     def one(col: str) -> str:
         vals = sorted(set(map(str, df[col]))) if col in df else ["?"]
         return ",".join(vals)
@@ -101,7 +156,18 @@ def _settings_rank(s: str) -> int:
 
 def detection_costs(df: pd.DataFrame) -> pd.DataFrame:
     """Per detector and settings: passes per input (declared, counted at the model's first and
-    last layer, and the paper's), images/s, ratio to plain inference, and BeniFul's speed-up over it."""
+    last layer, and the paper's), images/s, ratio to plain inference, and BeniFul's speed-up over it.
+
+    Args:
+        df: the detection benchmark table (columns ``detector``, ``settings``, ``images_per_second``,
+            ``forward_passes``).
+
+    Returns:
+        One row per detector and settings, in the order of :data:`PAPER_PASSES`, paper settings first.
+
+    Raises:
+        ValueError: ``df`` lacks one of the columns above.
+    """
     need = {"detector", "settings", "images_per_second", "forward_passes"}
     if not need <= set(df.columns):
         raise ValueError(f"detection benchmark table lacks columns {sorted(need - set(df.columns))}")
@@ -131,7 +197,17 @@ def detection_costs(df: pd.DataFrame) -> pd.DataFrame:
 
 def elimination_costs(df: pd.DataFrame) -> pd.DataFrame:
     """Per eliminator: wall time of ``repair``, its ratio to fine-tuning (FT), and ACC/ASR before
-    and after (a fast defense that leaves the backdoor in is visible as such)."""
+    and after (a fast defense that leaves the backdoor in is visible as such).
+
+    Args:
+        df: the elimination benchmark table (columns ``eliminator``, ``settings``, ``wall_seconds``).
+
+    Returns:
+        One row per eliminator and settings, BeniFul first, then FT, FP, NAD, ANP and I-BAU.
+
+    Raises:
+        ValueError: ``df`` lacks one of the columns above.
+    """
     need = {"eliminator", "settings", "wall_seconds"}
     if not need <= set(df.columns):
         raise ValueError(f"elimination benchmark table lacks columns {sorted(need - set(df.columns))}")
@@ -148,7 +224,18 @@ def elimination_costs(df: pd.DataFrame) -> pd.DataFrame:
 
 def acceptance(det: pd.DataFrame, need: Sequence[tuple[str, float]] = ACCEPTANCE) -> pd.DataFrame:
     """Issue 6's checks on a :func:`detection_costs` table, each method at its paper's settings:
-    rows ``(versus, need, measured, passed)`` with measured = BeniFul images/s / the method's."""
+    rows ``(versus, need, measured, passed)`` with measured = BeniFul images/s / the method's.
+
+    Args:
+        det: a :func:`detection_costs` table.
+        need: ``(method, minimum speed-up)`` pairs; default :data:`ACCEPTANCE`.
+
+    Returns:
+        One row per check.
+
+    Raises:
+        ValueError: BeniFul or a method of ``need`` has no row at its default settings.
+    """
     d = det[det.settings == "defaults"].set_index("detector")
     if "beniful" not in d.index:
         raise ValueError("the detection benchmark has no BeniFul row at its default settings")
@@ -164,7 +251,17 @@ def acceptance(det: pd.DataFrame, need: Sequence[tuple[str, float]] = ACCEPTANCE
 
 def plot_costs(det: pd.DataFrame, elim: pd.DataFrame | None, palette: dict[str, Any], title: str = ""):
     """Three log-scale panels: detection images/s, forward passes per input (ours vs the paper's
-    range), elimination wall time. Returns the figure."""
+    range), elimination wall time. Returns the figure.
+
+    Args:
+        det: a :func:`detection_costs` table.
+        elim: an :func:`elimination_costs` table, or ``None`` (two panels only).
+        palette: a colour per method name (grey for the others).
+        title: the figure's title.
+
+    Returns:
+        The matplotlib figure.
+    """
     import matplotlib.pyplot as plt
     import numpy as np
     from matplotlib.patches import Patch

@@ -1,4 +1,4 @@
-"""The evaluation protocol of METHOD.md section 3, shared by every table.
+"""The evaluation protocol of the book's protocol page, shared by every table.
 
 Detection: scores on the *natural mix* (all clean test images + triggered non-target test images),
 AUROC and TPR at 5% FPR from continuous scores. Elimination: the test set is split once into an

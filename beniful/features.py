@@ -34,7 +34,14 @@ class _Stop(Exception):
 
 
 def layer_names(model: nn.Module) -> list[str]:
-    """All submodule names a ``layer`` argument may take (``""``, the model itself, excluded)."""
+    """All submodule names a ``layer`` argument may take (``""``, the model itself, excluded).
+
+    Args:
+        model: any classifier.
+
+    Returns:
+        The dotted names of ``model.named_modules()``, in registration order.
+    """
     return [n for n, _ in model.named_modules() if n]
 
 
@@ -49,6 +56,16 @@ def capture(model: nn.Module, layer: str) -> Iterator[list[Tensor]]:
     """Context manager: every forward pass inside appends the layer's output to the yielded list.
 
     The output keeps its autograd graph, so the elimination loss can back-propagate through it.
+
+    Args:
+        model: any classifier.
+        layer: a submodule name as ``model.get_submodule`` takes it.
+
+    Returns:
+        A context manager yielding the list the outputs are appended to; the hook is removed on exit.
+
+    Raises:
+        ValueError: ``layer`` is not a submodule of ``model``.
     """
     store: list[Tensor] = []
     mod = check_layer(model, layer)
@@ -63,6 +80,17 @@ def extract(model: nn.Module, layer: str, x: Tensor) -> Tensor:
     """``h(x)``: the output of submodule ``layer`` for input ``x``; the rest of the network is skipped.
 
     Runs in the model's current mode and grad state (wrap in ``torch.no_grad()`` for inference).
+
+    Args:
+        model: any classifier.
+        layer: a submodule name as ``model.get_submodule`` takes it.
+        x: a batch of inputs.
+
+    Returns:
+        The layer's output for ``x`` (one tensor, batch first).
+
+    Raises:
+        ValueError: ``layer`` is unknown, is not called by the forward pass, or returns no tensor.
     """
     mod = check_layer(model, layer)
     box: list[Tensor] = []
@@ -88,6 +116,18 @@ def run_substituted(model: nn.Module, layer: str, x: Tensor, h_sub: Tensor) -> T
 
     ``x`` only drives the layers before ``layer`` (and any skip connection around it); for a plain
     feed-forward model the result depends on ``h_sub`` alone.
+
+    Args:
+        model: any classifier.
+        layer: a submodule name as ``model.get_submodule`` takes it.
+        x: a batch of inputs.
+        h_sub: the substitute feature, of the shape the layer outputs for ``x``.
+
+    Returns:
+        The model's output (logits) with the substitute in place of the layer's output.
+
+    Raises:
+        ValueError: ``layer`` is unknown or not called, or ``h_sub`` has the wrong shape.
     """
     mod = check_layer(model, layer)
     called = []
@@ -117,6 +157,22 @@ def forward_with_reconstruction(model: nn.Module, layer: str, x: Tensor,
 
     ``batched=True`` costs one front pass plus a tail pass on ``2N`` items (see the module
     docstring); ``batched=False`` costs one full pass plus one substituted full pass.
+
+    Args:
+        model: any classifier.
+        layer: a submodule name as ``model.get_submodule`` takes it.
+        x: a batch of ``N`` inputs.
+        rebuild: maps the layer's output ``h`` to its reconstruction ``h_hat`` (same shape).
+        batched: double the batch inside the layer's hook (one front pass) instead of two passes.
+
+    Returns:
+        ``(f(x), g(h_hat), h, h_hat)``, i.e. the logits, the logits from the reconstruction, the feature
+        and its reconstruction, each with ``N`` rows.
+
+    Raises:
+        ValueError: ``layer`` is unknown or not called during the forward pass.
+        RuntimeError: with ``batched=True``, the tail after ``layer`` does not keep the batch
+            dimension (use ``batched=False``).
     """
     mod = check_layer(model, layer)
     n = len(x)
@@ -153,7 +209,18 @@ def forward_with_reconstruction(model: nn.Module, layer: str, x: Tensor,
 def batched_tail_ok(model: nn.Module, layer: str, x: Tensor, rebuild: Callable[[Tensor], Tensor],
                     atol: float = 1e-4) -> bool:
     """True when the one-front-pass trick of :func:`forward_with_reconstruction` gives the same
-    answers as two honest passes on ``x`` (checked once, at fit time)."""
+    answers as two honest passes on ``x`` (checked once, at fit time).
+
+    Args:
+        model: any classifier.
+        layer: a submodule name as ``model.get_submodule`` takes it.
+        x: a small batch to compare on.
+        rebuild: as for :func:`forward_with_reconstruction`.
+        atol: absolute tolerance, scaled by the largest logit when that exceeds 1.
+
+    Returns:
+        Whether both ways agree on ``f(x)`` and ``g(h_hat)``; False also when the batched way fails.
+    """
     try:
         f1, g1, _, _ = forward_with_reconstruction(model, layer, x, rebuild, batched=True)
     except RuntimeError:
@@ -170,6 +237,14 @@ def tail_fraction(model: nn.Module, layer: str, x: Tensor) -> float:
     Used to report an honest cost per input: the batched reconstruction pass costs
     ``1 + tail_fraction`` forward passes. Counted from one forward pass on ``x`` (a batch of one
     suffices), in the order modules are called.
+
+    Args:
+        model: any classifier.
+        layer: a submodule name as ``model.get_submodule`` takes it.
+        x: example inputs; only ``x[:1]`` is run.
+
+    Returns:
+        A share in [0, 1]; 1.0 when the model has no conv or linear layer or ``layer`` is not called.
     """
     target = check_layer(model, layer)
     log: list[tuple[str, float]] = []
@@ -202,7 +277,16 @@ def tail_fraction(model: nn.Module, layer: str, x: Tensor) -> float:
 @torch.no_grad()
 def front_parameters(model: nn.Module, layer: str, x: Tensor) -> list[nn.Parameter]:
     """Parameters of the modules that finish their forward pass no later than ``layer`` (the
-    layer itself included): the part ``h`` of ``f = g(h(x))``. Found from one pass on ``x[:1]``."""
+    layer itself included): the part ``h`` of ``f = g(h(x))``. Found from one pass on ``x[:1]``.
+
+    Args:
+        model: any classifier (run once in eval mode; its mode is restored).
+        layer: a submodule name as ``model.get_submodule`` takes it.
+        x: example inputs; only ``x[:1]`` is run.
+
+    Returns:
+        The parameters of the front part, each once, in the order their modules finish.
+    """
     target = check_layer(model, layer)
     done: list[nn.Module] = []
     state = {"after": False}

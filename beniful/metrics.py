@@ -1,4 +1,4 @@
-"""Detection metrics from continuous scores (never from binary decisions), per METHOD.md."""
+"""Detection metrics from continuous scores (never from binary decisions), per the book's protocol page."""
 from __future__ import annotations
 
 import numpy as np
@@ -20,7 +20,19 @@ def _check(clean: np.ndarray, triggered: np.ndarray) -> None:
 
 
 def auroc(clean_scores: Tensor | np.ndarray, triggered_scores: Tensor | np.ndarray) -> float:
-    """Area under the ROC curve, triggered = positive; ties count one half (Mann-Whitney U)."""
+    """Area under the ROC curve, triggered = positive; ties count one half (Mann-Whitney U).
+
+    Args:
+        clean_scores: detector scores of clean inputs (a tensor or an array; higher = more likely
+            triggered).
+        triggered_scores: scores of triggered inputs.
+
+    Returns:
+        AUROC in [0, 1]; 0.5 is chance, below 0.5 the score points the wrong way.
+
+    Raises:
+        ValueError: either set is empty or holds NaN or infinity.
+    """
     from sklearn.metrics import roc_auc_score
 
     c, t = _np(clean_scores), _np(triggered_scores)
@@ -30,7 +42,18 @@ def auroc(clean_scores: Tensor | np.ndarray, triggered_scores: Tensor | np.ndarr
 
 
 def threshold_at_fpr(clean_scores: Tensor | np.ndarray, fpr: float) -> float:
-    """The smallest threshold ``thr`` with share(clean > thr) <= fpr."""
+    """The smallest threshold ``thr`` with share(clean > thr) <= fpr.
+
+    Args:
+        clean_scores: scores of clean inputs.
+        fpr: the false-positive rate to allow, in [0, 1).
+
+    Returns:
+        The threshold; an input is flagged when its score is strictly above it.
+
+    Raises:
+        ValueError: ``fpr`` is outside [0, 1) or there is no clean score.
+    """
     if not 0 <= fpr < 1:
         raise ValueError(f"fpr must be in [0, 1), got {fpr!r}")
     c = np.sort(_np(clean_scores))
@@ -41,7 +64,20 @@ def threshold_at_fpr(clean_scores: Tensor | np.ndarray, fpr: float) -> float:
 
 
 def tpr_at_fpr(clean_scores: Tensor | np.ndarray, triggered_scores: Tensor | np.ndarray, fpr: float = 0.05) -> float:
-    """True-positive rate at the threshold that lets ``fpr`` of the clean scores through."""
+    """True-positive rate at the threshold that lets ``fpr`` of the clean scores through.
+
+    Args:
+        clean_scores: detector scores of clean inputs (a tensor or an array; higher = more likely
+            triggered).
+        triggered_scores: scores of triggered inputs.
+        fpr: the false-positive rate on the clean scores.
+
+    Returns:
+        The share of triggered scores above :func:`threshold_at_fpr` of the clean ones.
+
+    Raises:
+        ValueError: either set is empty or holds NaN or infinity, or ``fpr`` is outside [0, 1).
+    """
     c, t = _np(clean_scores), _np(triggered_scores)
     _check(c, t)
     thr = threshold_at_fpr(c, fpr)
@@ -49,7 +85,19 @@ def tpr_at_fpr(clean_scores: Tensor | np.ndarray, triggered_scores: Tensor | np.
 
 
 def roc_curve(clean_scores: Tensor | np.ndarray, triggered_scores: Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(FPR, TPR) arrays for plotting."""
+    """(FPR, TPR) arrays for plotting.
+
+    Args:
+        clean_scores: detector scores of clean inputs (a tensor or an array; higher = more likely
+            triggered).
+        triggered_scores: scores of triggered inputs.
+
+    Returns:
+        ``(fpr, tpr)``, scikit-learn's ROC points, from (0, 0) to (1, 1).
+
+    Raises:
+        ValueError: either set is empty or holds NaN or infinity.
+    """
     from sklearn.metrics import roc_curve as _rc
 
     c, t = _np(clean_scores), _np(triggered_scores)
@@ -59,4 +107,15 @@ def roc_curve(clean_scores: Tensor | np.ndarray, triggered_scores: Tensor | np.n
 
 
 def detection_metrics(clean_scores: Tensor | np.ndarray, triggered_scores: Tensor | np.ndarray, fpr: float = 0.05) -> dict[str, float]:
+    """AUROC and TPR at ``fpr`` in one call.
+
+    Args:
+        clean_scores: detector scores of clean inputs (a tensor or an array; higher = more likely
+            triggered).
+        triggered_scores: scores of triggered inputs.
+        fpr: the operating point of the TPR.
+
+    Returns:
+        ``{"auroc": ..., "tpr_at_5fpr": ...}`` (the key reads ``tpr_at_<fpr>`` for another ``fpr``).
+    """
     return {"auroc": auroc(clean_scores, triggered_scores), "tpr_at_5fpr" if fpr == 0.05 else f"tpr_at_{fpr}": tpr_at_fpr(clean_scores, triggered_scores, fpr)}

@@ -18,10 +18,25 @@ __all__ = ["results_dir", "write_table", "read_table", "provenance"]
 
 
 def results_dir(profile: str, dataset: str, root: str | os.PathLike | None = None) -> Path:
+    """The folder of one profile's tables on one data set.
+
+    Args:
+        profile: profile name, e.g. ``"quick"``.
+        dataset: data set name, e.g. ``"mnist5k"``.
+        root: results root; ``None`` resolves it (:func:`beniful.paths.results_root`).
+
+    Returns:
+        ``<root>/<profile>/<dataset>`` (not created).
+    """
     return paths.results_root(root) / profile / dataset
 
 
 def provenance() -> dict[str, str]:
+    """The library versions a result row records.
+
+    Returns:
+        ``{"beniful": ..., "torch": ..., "python": ...}`` version strings.
+    """
     import torch
 
     from . import __version__
@@ -31,7 +46,18 @@ def provenance() -> dict[str, str]:
 
 def write_table(df: pd.DataFrame, profile: str, dataset: str, name: str,
                 root: str | os.PathLike | None = None) -> Path:
-    """Write ``df`` (plus version columns) to ``results/<profile>/<dataset>/<name>.csv``; returns the path."""
+    """Write ``df`` (plus version columns) to ``results/<profile>/<dataset>/<name>.csv``; returns the path.
+
+    Args:
+        df: the tidy table, one row per measurement (fractions in [0, 1]).
+        profile: profile name.
+        dataset: data set name.
+        name: table name, e.g. ``"table2"``.
+        root: results root; ``None`` resolves it (:func:`beniful.paths.results_root`).
+
+    Returns:
+        The path written; the write is atomic, so a reader never sees half a file.
+    """
     df = df.copy()
     for k, v in provenance().items():
         df[f"{k}_version"] = v
@@ -42,5 +68,16 @@ def write_table(df: pd.DataFrame, profile: str, dataset: str, name: str,
 
 
 def read_table(profile: str, dataset: str, name: str, root: str | os.PathLike | None = None) -> pd.DataFrame | None:
+    """Read a table written by :func:`write_table`.
+
+    Args:
+        profile: profile name.
+        dataset: data set name.
+        name: table name.
+        root: results root; ``None`` resolves it.
+
+    Returns:
+        The table, or ``None`` when the file does not exist.
+    """
     path = results_dir(profile, dataset, root) / f"{name}.csv"
     return pd.read_csv(path) if path.is_file() else None

@@ -26,7 +26,7 @@ __all__ = ["TrainConfig", "augment", "train_classifier", "evaluate", "accuracy",
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimiser and augmentation settings. Defaults: METHOD.md's paper profile (BackdoorBench)."""
+    """Optimiser and augmentation settings. Defaults: the paper profile of the book's protocol page (BackdoorBench)."""
 
     epochs: int = 100
     batch_size: int = 128
@@ -50,7 +50,12 @@ class TrainConfig:
             raise ValueError(f"crop_padding must be >= 0, got {self.crop_padding!r}")
 
     def key(self) -> dict:
-        """The fields that change the trained weights (device-speed switches excluded)."""
+        """The fields that change the trained weights (device-speed switches excluded).
+
+        Returns:
+            The config as a dict without ``amp``, ``channels_last`` and ``compile``, i.e. the part of a
+            model's cache key that comes from its training recipe.
+        """
         d = asdict(self)
         for k in ("amp", "channels_last", "compile"):
             d.pop(k)
@@ -58,7 +63,17 @@ class TrainConfig:
 
 
 def augment(x: Tensor, padding: int, hflip: bool, generator: torch.Generator | None = None) -> Tensor:
-    """Random crop with zero padding and random horizontal flip, per sample, on x's device."""
+    """Random crop with zero padding and random horizontal flip, per sample, on x's device.
+
+    Args:
+        x: float images, ``N x C x H x W``.
+        padding: zero padding on each side before the crop back to ``H x W``; 0 for no crop.
+        hflip: flip each image left-right with probability 1/2.
+        generator: source of the crop offsets and flips (on ``x``'s device).
+
+    Returns:
+        The augmented batch, same shape as ``x``.
+    """
     n, _, h, w = x.shape
     if padding > 0:
         xp = F.pad(x, (padding,) * 4)
@@ -82,6 +97,16 @@ def _epoch_generator(seed: int, epoch: int, device: torch.device) -> torch.Gener
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig, steps_per_epoch: int):
+    """SGD with momentum and weight decay, and a per-step cosine schedule from ``cfg.lr`` to 0.
+
+    Args:
+        model: the model whose parameters are optimised.
+        cfg: the training recipe (``lr``, ``momentum``, ``weight_decay``, ``epochs``).
+        steps_per_epoch: optimiser steps per epoch, so the schedule ends with the last step.
+
+    Returns:
+        ``(optimizer, scheduler)``; call ``scheduler.step()`` after every optimiser step.
+    """
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     total = cfg.epochs * steps_per_epoch
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
@@ -107,6 +132,24 @@ def train_classifier(
 
     ``x_train`` is ``uint8`` (or float in [0, 1]) N x C x H x W. ``on_epoch_end(epoch, model, opt)``
     is called after every epoch (checkpointing); ``start_epoch``/``optimizer_state`` resume a run.
+
+    Args:
+        model: the classifier; moved to ``device`` and trained in place.
+        x_train: training images, ``uint8`` or float in [0, 1], ``N x C x H x W``.
+        y_train: their labels, ``[N]``.
+        cfg: the training recipe.
+        attack: the poisoning attack, or ``None`` for a clean model.
+        poison_idx: indices of the training samples the attack poisons (each batch is poisoned on
+            the fly by ``attack.training_batch``).
+        seed: seeds the batch order and the augmentation of every epoch.
+        device: ``"auto"`` (CUDA when present), a device name or a device.
+        progress: show a progress bar.
+        start_epoch: first epoch to run (resuming).
+        optimizer_state: the optimiser's ``state_dict`` to resume from.
+        on_epoch_end: called as ``on_epoch_end(epoch, model, optimizer)`` after every epoch.
+
+    Returns:
+        ``model`` itself, trained and in eval mode.
     """
     dev = resolve_device(device)
     model.to(dev)
@@ -178,7 +221,17 @@ def train_classifier(
 
 
 def accuracy(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 512) -> float:
-    """Top-1 accuracy in [0, 1]."""
+    """Top-1 accuracy in [0, 1].
+
+    Args:
+        model: the classifier.
+        x: images, ``N x C x H x W``.
+        y: their labels.
+        batch_size: images per forward pass.
+
+    Returns:
+        The share of correct predictions; NaN for an empty set.
+    """
     if len(y) == 0:
         return float("nan")
     pred = predict_logits(model, x, batch_size).argmax(1)
@@ -186,7 +239,18 @@ def accuracy(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 512) -> f
 
 
 def attack_success_rate(model: nn.Module, attack: Attack, x: Tensor, y: Tensor, batch_size: int = 512) -> float:
-    """Share of triggered non-target test images classified as the target."""
+    """Share of triggered non-target test images classified as the target.
+
+    Args:
+        model: the classifier.
+        attack: the attack whose trigger is applied (moved to the model's device).
+        x: clean test images.
+        y: their labels; images of the target class are left out.
+        batch_size: images per forward pass.
+
+    Returns:
+        ASR in [0, 1]; NaN when every image is of the target class.
+    """
     dev = next(model.parameters()).device
     attack.to(dev)
     keep = y != attack.target
@@ -198,7 +262,17 @@ def attack_success_rate(model: nn.Module, attack: Attack, x: Tensor, y: Tensor, 
 
 
 def evaluate(model: nn.Module, x: Tensor, y: Tensor, attack: Attack | None = None) -> dict[str, float]:
-    """``{"acc": ..., "asr": ...}`` on a test set (``asr`` is NaN without an attack)."""
+    """``{"acc": ..., "asr": ...}`` on a test set (``asr`` is NaN without an attack).
+
+    Args:
+        model: the classifier.
+        x: clean test images.
+        y: their labels.
+        attack: the backdoor's attack, or ``None``.
+
+    Returns:
+        ``{"acc": accuracy, "asr": attack success rate}``.
+    """
     out = {"acc": accuracy(model, x, y)}
     out["asr"] = attack_success_rate(model, attack, x, y) if attack is not None else float("nan")
     return out

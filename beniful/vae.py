@@ -36,7 +36,18 @@ def _hidden_channels(c: int) -> int:
 
 
 class FeatureVAE(nn.Module):
-    """VAE over middle features of shape ``(C, H, W)`` or ``(D,)``."""
+    """VAE over middle features of shape ``(C, H, W)`` or ``(D,)``.
+
+    Args:
+        shape: the feature shape without the batch dimension: ``(C, H, W)`` (convolutional encoder
+            and decoder) or ``(D,)`` (fully connected).
+        latent_dim: size of the latent code ``z``.
+        hidden: hidden channels (or units); ``None`` picks them from the feature's channel count.
+
+    Raises:
+        ValueError: ``shape`` is not 1-D or 3-D with positive sizes, or ``latent_dim`` is not a
+            positive integer.
+    """
 
     def __init__(self, shape: Sequence[int], latent_dim: int = 32, hidden: int | None = None) -> None:
         super().__init__()
@@ -85,16 +96,37 @@ class FeatureVAE(nn.Module):
 
     @torch.no_grad()
     def set_normalization(self, feats: Tensor) -> None:
-        """Per-channel mean/std of clean features (std floored so dead channels do not blow up)."""
+        """Per-channel mean/std of clean features (std floored so dead channels do not blow up).
+
+        Args:
+            feats: clean features, ``N`` x the VAE's feature shape; the statistics are stored in the
+                ``mean`` and ``std`` buffers.
+        """
         dims = [0, 2, 3] if len(self.shape) == 3 else [0]
         self.mean.copy_(feats.float().mean(dims))
         std = feats.float().std(dims)
         self.std.copy_(std.clamp_min(1e-3 * float(std.max().clamp_min(1e-8))))
 
     def normalize(self, h: Tensor) -> Tensor:
+        """Standardise features per channel with the clean statistics.
+
+        Args:
+            h: features in their original scale.
+
+        Returns:
+            ``(h - mean) / std`` as float.
+        """
         return (h.float() - self._view(self.mean)) / self._view(self.std)
 
     def denormalize(self, u: Tensor) -> Tensor:
+        """Undo :meth:`normalize`.
+
+        Args:
+            u: standardised features.
+
+        Returns:
+            ``u * std + mean``, in the feature's original scale.
+        """
         return u * self._view(self.std) + self._view(self.mean)
 
     # ------------------------------------------------------------------ VAE
@@ -103,13 +135,27 @@ class FeatureVAE(nn.Module):
             raise ValueError(f"FeatureVAE built for features {self.shape}, got {tuple(h.shape[1:])}")
 
     def encode(self, u: Tensor) -> tuple[Tensor, Tensor]:
-        """Standardised features -> (mu, logvar) of q(z | h)."""
+        """Standardised features -> (mu, logvar) of q(z | h).
+
+        Args:
+            u: standardised features, batch first.
+
+        Returns:
+            ``(mu, logvar)``, each ``N x latent_dim``; ``logvar`` is clamped to [-12, 8] for stability.
+        """
         stats = self.to_stats(self.encoder(u))
         mu, logvar = stats.chunk(2, dim=1)
         return mu, logvar.clamp(-12.0, 8.0)
 
     def decode(self, z: Tensor) -> Tensor:
-        """Latent -> standardised features."""
+        """Latent -> standardised features.
+
+        Args:
+            z: latent codes, ``N x latent_dim``.
+
+        Returns:
+            Standardised features, ``N`` x the feature shape.
+        """
         t = self.from_latent(z)
         if len(self.shape) == 1:
             return self.head(t)
@@ -120,27 +166,63 @@ class FeatureVAE(nn.Module):
         return self.head(t)
 
     def forward(self, u: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, Tensor]:
-        """Standardised features -> (reconstruction from a sampled z, mu, logvar)."""
+        """Standardised features -> (reconstruction from a sampled z, mu, logvar).
+
+        Args:
+            u: standardised features, batch first.
+            generator: source of the reparameterisation noise (for reproducible training).
+
+        Returns:
+            ``(reconstruction, mu, logvar)``; the reconstruction is standardised, like ``u``.
+        """
         mu, logvar = self.encode(u)
         eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
         z = mu + eps * torch.exp(0.5 * logvar)
         return self.decode(z), mu, logvar
 
     def reconstruct(self, h: Tensor) -> Tensor:
-        """``h_hat = Dec(mu(Enc(h)))`` in the feature's original scale (the deterministic mean path)."""
+        """``h_hat = Dec(mu(Enc(h)))`` in the feature's original scale (the deterministic mean path).
+
+        Args:
+            h: features in their original scale, ``N`` x the VAE's feature shape.
+
+        Returns:
+            The reconstruction ``h_hat``, same shape and dtype as ``h``.
+
+        Raises:
+            ValueError: ``h`` does not have the feature shape the VAE was built for.
+        """
         self._check(h)
         mu, _ = self.encode(self.normalize(h))
         return self.denormalize(self.decode(mu)).to(h.dtype)
 
     def distance(self, h: Tensor, h_hat: Tensor) -> Tensor:
-        """Reconstruction distance r: mean squared error per sample in standardised space, shape [N]."""
+        """Reconstruction distance r: mean squared error per sample in standardised space, shape [N].
+
+        Args:
+            h: features in their original scale.
+            h_hat: their reconstructions (:meth:`reconstruct`).
+
+        Returns:
+            One distance per sample, ``[N]``.
+        """
         d = (self.normalize(h) - self.normalize(h_hat)) ** 2
         return d.flatten(1).mean(1)
 
 
 def vae_loss(vae: FeatureVAE, u: Tensor, beta: float = 1.0, generator: torch.Generator | None = None
              ) -> tuple[Tensor, Tensor, Tensor]:
-    """(loss, reconstruction, KL), each a batch mean of per-sample sums; loss = rec + beta * KL."""
+    """(loss, reconstruction, KL), each a batch mean of per-sample sums; loss = rec + beta * KL.
+
+    Args:
+        vae: the model.
+        u: a batch of standardised features.
+        beta: weight of the KL term.
+        generator: source of the reparameterisation noise.
+
+    Returns:
+        ``(loss, reconstruction error, KL)``, scalar tensors; ``loss`` carries the graph.
+    """
     rec_u, mu, logvar = vae(u, generator)
     rec = ((rec_u - u) ** 2).flatten(1).sum(1).mean()
     kl = (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1)).mean()
@@ -155,6 +237,25 @@ def train_vae(vae: FeatureVAE, feats: Tensor, *, epochs: int = 200, lr: float = 
 
     Sets the standardisation statistics from ``feats`` first. Adam with a cosine schedule;
     batches and the reparameterisation noise come from a generator seeded with ``seed``.
+
+    Args:
+        vae: the model to fit; moved to ``device`` and left in eval mode.
+        feats: clean middle features, ``N`` (at least 2) x the VAE's feature shape.
+        epochs: passes over ``feats``.
+        lr: Adam's learning rate (annealed to 0 by a cosine schedule).
+        batch_size: features per step.
+        beta: weight of the KL term.
+        seed: seeds the batch order and the reparameterisation noise.
+        device: ``"auto"`` (CUDA when present), a device name or a device.
+        progress: show a progress bar.
+        weight_decay: Adam's weight decay.
+
+    Returns:
+        The mean loss of each epoch, per feature element.
+
+    Raises:
+        ValueError: a non-positive ``epochs``, ``batch_size`` or ``lr``, a negative ``beta``,
+            fewer than 2 features, or features of the wrong shape.
     """
     for name, v in (("epochs", epochs), ("batch_size", batch_size)):
         if not isinstance(v, int) or v < 1:

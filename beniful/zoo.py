@@ -110,7 +110,7 @@ def model_config(dataset: str, attack: Attack | None, profile: profiles.Profile,
 
 
 def data_fingerprint(train: ImageDataset, test: ImageDataset, dataset: str) -> str | None:
-    """``None`` for the data set exactly as :func:`datasets.load` returns it, else a SHA-256 of the content.
+    """``None`` for the data set exactly as :func:`beniful.datasets.load` returns it, else a SHA-256 of the content.
 
     Without it, ``get(..., data=subset)`` would be cached under the same key as the full data set
     and a later call on the full data would silently load the subset's model.

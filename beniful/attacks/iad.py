@@ -43,6 +43,11 @@ class TriggerNet(nn.Module):
     at half resolution and the logits are upsampled bilinearly: triggers are smooth blobs anyway,
     and a full-resolution decoder cost more than half of a narrow PreAct-ResNet's step on a CPU.
     No normalisation layers, so train and eval mode compute the same function.
+
+    Args:
+        in_channels: channels of the input image.
+        out_channels: channels of the output (1 for a mask, ``C`` for a pattern).
+        width: channels of the hidden layers.
     """
 
     def __init__(self, in_channels: int, out_channels: int, width: int) -> None:
@@ -82,7 +87,27 @@ class IAD(Attack):
     """Input-Aware Dynamic attack. Defaults: the paper's (mask density 0.032, lambda_div 1,
     lambda_norm 100, backdoor and cross probability 0.1, Adam lr 0.01 with betas (0.5, 0.9),
     25 mask pre-training epochs); ``gen_width``, ``mask_sharpness`` and ``gen_lr_decay`` (per-epoch
-    decay of the generator's learning rate; 1 = constant) are our own choices."""
+    decay of the generator's learning rate; 1 = constant) are our own choices.
+
+    Args:
+        target: the target class every triggered input is sent to.
+        rate: share of the training set's size that is poisoned, in (0, 1).
+        seed: seeds the choice of poisoned samples.
+        cross_rate: share of each training batch in cross mode (another input's trigger, true
+            label), in [0, 1); ``rate + cross_rate`` must stay below 1.
+        mask_density: the share of pixels a mask may cover before the norm loss acts, in (0, 1].
+        lambda_div: weight of the diversity losses (masks in pre-training, patterns in training).
+        lambda_norm: weight of the mask norm loss.
+        mask_epochs: mask pre-training epochs (0 skips the pre-training).
+        gen_lr: Adam learning rate of the generators.
+        gen_lr_decay: per-epoch decay of the pattern generator's learning rate, in (0, 1].
+        gen_width: hidden channels of both generators.
+        mask_sharpness: slope of the sigmoid that makes masks nearly binary.
+        batch_size: batch size of the mask pre-training.
+
+    Raises:
+        ValueError: any parameter outside the ranges above.
+    """
 
     name = "iad"
     trainable = True
@@ -141,7 +166,11 @@ class IAD(Attack):
         return torch.optim.Adam(params, lr=self.gen_lr if lr is None else lr, betas=(0.5, 0.9))
 
     def current_lr(self) -> float:
-        """Pattern-generator learning rate after ``epochs_done`` epochs: ``gen_lr * gen_lr_decay ** epochs``."""
+        """Pattern-generator learning rate after ``epochs_done`` epochs: ``gen_lr * gen_lr_decay ** epochs``.
+
+        Returns:
+            The learning rate the next epoch uses.
+        """
         return self.gen_lr * self.gen_lr_decay ** self.epochs_done
 
     def _require_nets(self) -> tuple[TriggerNet, TriggerNet]:
@@ -150,6 +179,14 @@ class IAD(Attack):
         return self.mask_net, self.pattern_net
 
     def to(self, device: torch.device | str) -> "IAD":
+        """Move the trigger tensors, both generators and the optimiser's moments to ``device``.
+
+        Args:
+            device: the target device.
+
+        Returns:
+            The attack itself.
+        """
         super().to(device)
         if self.mask_net is not None and self.pattern_net is not None:
             if next(self.mask_net.parameters()).device == torch.empty(0, device=device).device:
@@ -161,12 +198,32 @@ class IAD(Attack):
         return self
 
     def masks(self, x: Tensor) -> Tensor:
-        """M(x): a nearly binary N x 1 x H x W mask (sharpened sigmoid)."""
+        """M(x): a nearly binary N x 1 x H x W mask (sharpened sigmoid).
+
+        Args:
+            x: float images in [0, 1], ``N x C x H x W``.
+
+        Returns:
+            The masks, values in (0, 1).
+
+        Raises:
+            RuntimeError: the generators are not built yet (call ``setup`` first).
+        """
         m, _ = self._require_nets()
         return torch.sigmoid(self.mask_sharpness * m(x))
 
     def patterns(self, x: Tensor) -> Tensor:
-        """G(x): an N x C x H x W pattern in [0, 1]."""
+        """G(x): an N x C x H x W pattern in [0, 1].
+
+        Args:
+            x: float images in [0, 1], ``N x C x H x W``.
+
+        Returns:
+            The patterns, carrying the pattern generator's graph.
+
+        Raises:
+            RuntimeError: the generators are not built yet (call ``setup`` first).
+        """
         _, g = self._require_nets()
         return torch.sigmoid(g(x))
 
@@ -179,12 +236,27 @@ class IAD(Attack):
 
     # ------------------------------------------------------------------ phase 1: mask pre-training
     def begin_training(self, x_train: Tensor, y_train: Tensor, device: torch.device, progress: bool = False) -> None:
-        """Pre-train and freeze the mask generator (paper Sec. 3.3, mask diversity + norm loss)."""
+        """Pre-train and freeze the mask generator (paper Sec. 3.3, mask diversity + norm loss).
+
+        Args:
+            x_train: the float training images in [0, 1].
+            y_train: their labels (unused: the mask loss needs none).
+            device: where the generators train.
+            progress: unused; the pre-training is short.
+        """
         self.setup(tuple(x_train.shape[1:]), device)  # type: ignore[arg-type]
         self.pretrain_mask(x_train.to(device), self.mask_epochs)
 
     def pretrain_mask(self, x: Tensor, epochs: int) -> list[float]:
-        """``epochs`` passes of the mask loss over ``x``; returns the mean loss per epoch."""
+        """``epochs`` passes of the mask loss over ``x``; returns the mean loss per epoch.
+
+        Args:
+            x: float images in [0, 1], on the generators' device.
+            epochs: passes over ``x``.
+
+        Returns:
+            The mean mask loss of each epoch; the mask generator is frozen afterwards.
+        """
         m, _ = self._require_nets()
         m.requires_grad_(True).train()
         opt = self._new_optimizer(m.parameters())
@@ -218,6 +290,16 @@ class IAD(Attack):
 
         Returns images that still carry the pattern generator's graph, so the classifier's loss
         trains ``G`` too, and the pattern diversity loss as the extra loss.
+
+        Args:
+            x: a float training batch in [0, 1].
+            y: its labels.
+            poison_mask: which items are poisoned samples (relabelled to the target).
+            generator: source of the cross-mode choice and the partner order.
+
+        Returns:
+            ``(x, y, extra_loss)``; ``extra_loss`` is ``None`` while the pattern generator is in
+            eval mode.
         """
         self.setup(tuple(x.shape[1:]), x.device)  # type: ignore[arg-type]
         n = len(x)
@@ -243,7 +325,11 @@ class IAD(Attack):
         return x_out, y_out, extra
 
     def parameters(self) -> list[nn.Parameter]:
-        """The pattern generator's weights (the mask generator is frozen after pre-training)."""
+        """The pattern generator's weights (the mask generator is frozen after pre-training).
+
+        Returns:
+            Its parameters; empty before the generators are built.
+        """
         return list(self.pattern_net.parameters()) if self.pattern_net is not None else []
 
     def step(self) -> None:
@@ -257,6 +343,9 @@ class IAD(Attack):
         The classifier's cosine schedule ends near zero; a generator still moving at full speed
         then changes the trigger faster than the classifier can follow, and the backdoor fades in
         the last epochs. ``gen_lr_decay < 1`` lets the trigger settle with the classifier.
+
+        Args:
+            epoch: the epoch that ended (the count kept in ``epochs_done`` sets the rate).
         """
         self.epochs_done += 1
         if self._opt is not None:
@@ -264,12 +353,21 @@ class IAD(Attack):
                 group["lr"] = self.current_lr()
 
     def train_mode(self, training: bool) -> None:
+        """Switch the pattern generator between training (extra loss on) and eval mode.
+
+        Args:
+            training: True during the classifier's training epochs.
+        """
         if self.pattern_net is not None:
             self.pattern_net.train(training)
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Tensor]:
-        """Both generators, the image shape and the pattern optimiser's moments (flat, safetensors-ready)."""
+        """Both generators, the image shape and the pattern optimiser's moments (flat, safetensors-ready).
+
+        Returns:
+            Flat name -> tensor entries; empty before the generators are built.
+        """
         if self.mask_net is None or self.pattern_net is None or self._shape is None:
             return {}
         out = {"shape": torch.tensor(self._shape, dtype=torch.long),
@@ -284,6 +382,14 @@ class IAD(Attack):
         return out
 
     def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        """Restore what :meth:`state_dict` saved (generators, shape, optimiser, epochs done).
+
+        Args:
+            state: the flat entries of :meth:`state_dict`.
+
+        Raises:
+            ValueError: ``state`` has no ``shape`` entry or does not match the generators.
+        """
         if "shape" not in state:
             raise ValueError(f"iad state needs a 'shape' entry and both generators; got keys {sorted(state)[:8]}")
         shape = tuple(int(s) for s in state["shape"].tolist())

@@ -16,6 +16,20 @@ from .registry import ATTACKS
 
 @ATTACKS.register("sig")
 class SIG(Attack):
+    """Clean-label sinusoidal signal: ``x + delta/255 * sin(2 pi j frequency / W)`` on every row.
+
+    Args:
+        target: the target class every triggered input is sent to.
+        rate: share of the training set's size that is poisoned, in (0, 1), drawn
+            among the target class (at most every target-class image).
+        seed: seeds the choice of poisoned samples.
+        delta: amplitude in pixel units (0, 255].
+        frequency: periods across the image width.
+
+    Raises:
+        ValueError: ``delta`` outside (0, 255] or a non-positive ``frequency``.
+    """
+
     name = "sig"
     clean_label = True
 

@@ -17,6 +17,22 @@ from .registry import ATTACKS
 
 @ATTACKS.register("wanet")
 class WaNet(Attack):
+    """Warping-based trigger with noise mode (see the module docstring).
+
+    Args:
+        target: the target class every triggered input is sent to.
+        rate: share of the training set's size that is poisoned, in (0, 1).
+        seed: seeds the choice of poisoned samples.
+        k: side of the random control grid (>= 2).
+        s: strength of the warp (positive); the field moves a pixel by about ``s / 2`` pixels.
+        cross_ratio: noise-mode samples per poisoned sample in each training batch (>= 0).
+        grid_rescale: factor on the warped sampling grid (1 = none).
+        grid_seed: seeds the control grid, so the trigger is the same for every model.
+
+    Raises:
+        ValueError: ``k`` < 2, a non-positive ``s`` or a negative ``cross_ratio``.
+    """
+
     name = "wanet"
 
     def __init__(self, target: int = 0, rate: float = 0.1, seed: int = 0, k: int = 4, s: float = 0.5,
@@ -52,7 +68,15 @@ class WaNet(Attack):
         return self._warp(x, self.grid)
 
     def noise_warp(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """The noise-mode warp: trigger field plus per-sample uniform noise of one pixel."""
+        """The noise-mode warp: trigger field plus per-sample uniform noise of one pixel.
+
+        Args:
+            x: float images in [0, 1], ``N x C x H x W`` (square).
+            generator: source of the noise (on ``x``'s device).
+
+        Returns:
+            The warped images, same shape, in [0, 1].
+        """
         self.setup(tuple(x.shape[1:]), x.device)  # type: ignore[arg-type]
         h = x.shape[-1]
         noise = torch.rand(len(x), h, h, 2, generator=generator, device=x.device) * 2 - 1
@@ -60,6 +84,17 @@ class WaNet(Attack):
         return F.grid_sample(x, grid, align_corners=True).clamp(0, 1)
 
     def training_batch(self, x, y, poison_mask, generator=None):
+        """Poison the ``poison_mask`` items and noise-warp ``cross_ratio x rate`` of the others.
+
+        Args:
+            x: a float training batch in [0, 1].
+            y: its labels.
+            poison_mask: which items are poisoned samples.
+            generator: source of the choice of noise-mode items and of their noise.
+
+        Returns:
+            ``(x, y, None)``; noise-mode items keep their true label; there is no extra loss.
+        """
         x, y, _ = super().training_batch(x, y, poison_mask, generator)
         if self.cross_ratio > 0:
             free = torch.nonzero(~poison_mask).flatten()

@@ -11,6 +11,7 @@ Write the suspect classifier as ``f = g(h(x))`` with ``h`` the output of submodu
      cross-entropy of ``g(h_hat(x))`` at ``f``'s predicted class): a VAE that only saw benign
      features cannot rebuild the trigger's feature, so on a triggered input the prediction from
      the reconstruction leaves the backdoor's target class while ``f`` stays on it.
+
 3. Score: each signal is log-transformed and standardised with the median and inter-quartile range
    of held-out clean inputs (the calibration part), and ``signal="both"`` adds them with weights
    ``r_weight`` and ``c_weight``. ``signal="r"`` or ``"c"`` gives one signal alone (ablation).

@@ -18,7 +18,7 @@ SPC with their statistics before thresholding. ``normalize`` selects how:
   affine map, so it moves the threshold but not the AUROC.
 - ``"class"``: mu and sigma per predicted class (benign SPC differs between classes, which is the
   motivation the paper gives); classes with fewer than 2 clean samples fall back to the global
-  statistics. Sigma is floored at 1/|S| (the SPC's resolution) so a class whose clean SPCs are all
+  statistics. Sigma is floored at ``1/|S|`` (the SPC's resolution) so a class whose clean SPCs are all
   equal does not divide by zero.
 
 Defaults and their sources:
@@ -29,7 +29,7 @@ Defaults and their sources:
   paper's operation exactly.
 - ``normalize = "none"``: the paper's main (data-free) detector.
 
-Cost: 1 + |S| forward passes per input (6 with the defaults).
+Cost: ``1 + |S|`` forward passes per input (6 with the defaults).
 
 Near-binary images (the quick profile's MNIST digits) defeat the premise, not the code. A pixel
 that is 0 stays 0 under any amplification and a bright stroke pixel saturates to 1, so

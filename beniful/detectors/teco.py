@@ -284,7 +284,7 @@ def _arange(a: float, b: float, s: float) -> tuple[float, ...]:
     return tuple(a + i * s for i in range(n))
 
 
-#: severity tables: corruption -> parameter at severities 1..5
+#: severity tables, corruption -> parameter at severities 1..5
 PRESETS: dict[str, dict[str, tuple[Any, ...]]] = {
     "imagenet-c": {
         "gaussian_noise": (0.08, 0.12, 0.18, 0.26, 0.38),

@@ -31,7 +31,7 @@ def test_environment_yml_carries_the_requirements_pins() -> None:
     assert _pins(pip) == req
 
 
-def test_book_config_follows_stack_md() -> None:
+def test_book_config_builds_offline_from_stored_outputs() -> None:
     cfg = yaml.safe_load((ROOT / "_config.yml").read_text())
     assert cfg["execute"]["execute_notebooks"] == "off"
     for pat in (".venv", "venv", "_build", "**.ipynb_checkpoints"):
@@ -81,3 +81,19 @@ def test_make_notebooks_runs_table1_first_then_the_rest_in_parallel(args: list[s
     sub = next(l for l in dry.splitlines() if "ORDERED=1" in l)
     assert jobs in sub
     assert (threads in sub) if threads else "BENIFUL_NUM_THREADS" not in sub
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_ci_lints_with_the_pinned_ruff(tmp_path: Path) -> None:
+    """CI runs `make lint`, which runs the venv's ruff (pinned like every other tool) with the rules
+    in pyproject.toml; a lint step that CI never calls would rot unnoticed."""
+    assert "ruff" in _pins((ROOT / "requirements.txt").read_text().splitlines())
+    steps = [l.strip() for l in (ROOT / ".ci" / "run").read_text().splitlines() if l.strip().startswith("make ")]
+    assert "make lint" in steps
+    # a stamp outside the checkout: `make -n` only prints the install recipe (never name a makefile
+    # here: make runs the recipes that remake makefiles even under -n)
+    dry = subprocess.run(["make", "-n", "lint", f"STAMP={tmp_path / 'stamp'}"], cwd=ROOT, capture_output=True, text=True,
+                         check=True).stdout
+    assert ".venv/bin/ruff check ." in dry
+    text = (ROOT / "pyproject.toml").read_text()
+    assert "[tool.ruff.lint]" in text and re.search(r"^select = \[", text, flags=re.M)

@@ -189,7 +189,7 @@ def main(argv: Sequence[str] | None = None, tm: TrainedModel | None = None) -> p
             if name in errors:
                 continue
             try:
-                secs[name].append(time_per_call(lambda: runners[name](x), st.device, min_time))
+                secs[name].append(time_per_call(lambda run=runners[name]: run(x), st.device, min_time))
                 print(f"  repeat {r + 1}/{st.repeats} {name}: {n / secs[name][-1]:,.1f} images/s", flush=True)
             except Exception as exc:
                 errors[name] = f"{type(exc).__name__}: {exc}"

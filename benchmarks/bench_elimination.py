@@ -21,7 +21,6 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import pandas as pd
-import torch
 
 from beniful import eliminators, zoo
 from beniful.evaluation import elimination_split, incoming_pool
@@ -86,7 +85,7 @@ def main(argv: Sequence[str] | None = None, tm: TrainedModel | None = None) -> p
                 continue
             try:
                 elim = eliminators.build(name, **kwargs(name))
-                t, fixed = timed(lambda: elim.repair(model, clean, pool=x_pool), st.device)
+                t, fixed = timed(lambda e=elim: e.repair(model, clean, pool=x_pool), st.device)
                 secs[name].append(t)
                 print(f"  repeat {r + 1}/{st.repeats} {name}: {t:.1f} s", flush=True)
                 inner[name].append(elim.wall_seconds)

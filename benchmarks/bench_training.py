@@ -154,7 +154,7 @@ def data_epoch_fast(x: Tensor, y: Tensor, cfg: TrainConfig, device: torch.device
     for s in batches(len(ys), cfg.batch_size):
         idx = perm[s]
         xb = augment(xs[idx].float() / 255, cfg.crop_padding, cfg.hflip, g)
-        yb = ys[idx]
+        ys[idx]  # the label gather of a real step, timed too
         if device.type == "cuda" and cfg.channels_last:
             xb = xb.contiguous(memory_format=torch.channels_last)
     sync(device)

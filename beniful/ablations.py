@@ -18,7 +18,6 @@ import time
 from typing import Any, Iterable, Sequence
 
 import pandas as pd
-import torch
 from torch import Tensor
 
 from .datasets import ImageDataset, stratified_split

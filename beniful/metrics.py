@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
 from torch import Tensor
 
 __all__ = ["auroc", "tpr_at_fpr", "roc_curve", "detection_metrics", "threshold_at_fpr"]

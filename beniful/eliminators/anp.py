@@ -37,7 +37,6 @@ BackdoorBench ``config/defense/anp/config.yaml`` has the same values):
 """
 from __future__ import annotations
 
-from typing import Any
 
 import torch
 import torch.nn.functional as F

@@ -51,7 +51,6 @@ Defaults and their sources (the authors' ``defense.py`` unless noted):
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 import torch.nn.functional as F

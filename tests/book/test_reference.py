@@ -96,12 +96,6 @@ def test_elimination_defaults_csvs_are_tidy(name: str) -> None:
 # the private design notes of the team are not part of the repository, so nothing in it may send a
 # reader there; the names are assembled here so that this file does not match its own search
 DESIGN_NOTES = re.compile(r"\b(?:" + "|".join(("METHOD", "API", "STACK")) + r")\.md\b")
-#: files still being fixed by their owner; each must still hold a reference (so the list cannot go
-#: stale): delete an entry once its file is clean
-PENDING = {"beniful/notebook.py", "notebooks/table1.ipynb", "notebooks/table2.ipynb", "notebooks/table3.ipynb",
-           "notebooks/table4.ipynb", "notebooks/fig1.ipynb", "notebooks/fig2.ipynb",
-           "notebooks/fig3.ipynb", "notebooks/fig4.ipynb"}
-
 
 def test_no_tracked_file_points_to_the_private_design_notes() -> None:
     try:
@@ -115,6 +109,4 @@ def test_no_tracked_file_points_to_the_private_design_notes() -> None:
             continue
         if DESIGN_NOTES.search(path.read_text(errors="ignore")):
             hits.add(rel)
-    assert not sorted(hits - PENDING), "name the book page that holds the content instead"
-    fixed = sorted(p for p in PENDING if p in files and p not in hits)
-    assert not fixed, f"{fixed} no longer refer to the notes: remove them from PENDING"
+    assert not sorted(hits), "name the book page that holds the content instead"

@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch import nn
 
-from baseline_planted import TARGET, make_images, planted, stamp
+from baseline_planted import TARGET, make_images, planted
 from beniful import detectors, sources
 from beniful.detectors.beniful import SIGNALS, BeniFulDetector
 from beniful.metrics import auroc

@@ -251,7 +251,7 @@ def test_inverted_trigger_labels_recover_the_true_classes(baseline_poisoned, bas
     d = baseline_data
     el = BeniFulEliminator(layer=LAYER, epochs=0, relabel_source="inv", device="cpu", detector=detector)
     el.repair(baseline_poisoned, d.clean, pool=pool.x)
-    x, y = d.x_test, d.y_test
+    y = d.y_test
     true = y[160:][y[160:] != d.target][:40]
     mask = el.suspicious_mask[160:]
     labels = el._labels(detector, pool.x[160:][mask], el.trigger_estimate)

@@ -1,7 +1,6 @@
 """I-BAU: hypergradient algebra, the universal perturbation, unlearning the learned backdoor."""
 from __future__ import annotations
 
-import copy
 import math
 
 import pytest

@@ -5,21 +5,15 @@ the results/claims helpers read CSVs planted in a temporary folder.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from types import SimpleNamespace
 
 import matplotlib
 
 matplotlib.use("Agg")
 
-import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
 
-from beniful import attacks, datasets, detectors, eliminators, models, profiles  # noqa: E402
 from beniful import notebook as nb  # noqa: E402
 
 

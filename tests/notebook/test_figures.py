@@ -5,8 +5,6 @@ the results/claims helpers read CSVs planted in a temporary folder.
 """
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from types import SimpleNamespace
 
 import matplotlib
@@ -19,7 +17,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from beniful import attacks, datasets, detectors, eliminators, models, profiles  # noqa: E402
+from beniful import attacks, datasets, models  # noqa: E402
 from beniful import notebook as nb  # noqa: E402
 
 

@@ -136,7 +136,7 @@ def main(argv: Sequence[str] | None = None, tm: TrainedModel | None = None) -> p
         tm = zoo.get(args.attack, st.dataset, st.profile, seed=args.seed, device=str(st.device), progress=True)
     model = tm.model.to(st.device).eval()
     x = bench_inputs(tm, n, args.seed)
-    clean = tm.clean_data()
+    clean = tm.clean
     print(f"  model: {tm.attack_name} zoo model, {sum(p.numel() for p in model.parameters()):,} parameters; "
           f"{n} images, batch {bs}; detectors: {', '.join(names) or 'none registered'}")
 

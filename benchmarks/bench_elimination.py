@@ -58,7 +58,7 @@ def main(argv: Sequence[str] | None = None, tm: TrainedModel | None = None) -> p
     if tm is None:
         tm = zoo.get(args.attack, st.dataset, st.profile, seed=args.seed, device=str(st.device), progress=True)
     model = tm.model.to(st.device).eval()
-    clean = tm.clean_data()
+    clean = tm.clean
     pool_ds, eval_ds = elimination_split(tm.test, tm.seed)
     x_pool, _ = incoming_pool(tm, pool_ds)
     x_eval, y_eval = eval_ds.tensors()

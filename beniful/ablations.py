@@ -1,6 +1,6 @@
 """Ablations and diagnostics of BeniFul (table4, fig2, fig3, fig4), each returning a tidy DataFrame.
 
-Every function takes one or more :class:`~beniful.zoo.TrainedModel` (from ``zoo.get``) and returns
+Every function takes one or more :class:`~beniful.case.Case` (e.g. from ``zoo.get``) and returns
 one row per measurement, with the columns of :func:`beniful.evaluation.detection_row` /
 :func:`~beniful.evaluation.elimination_row` plus the varied parameter. Detection numbers come from
 continuous scores on the natural mix; elimination numbers from the evaluation half of the test set
@@ -13,23 +13,21 @@ of the same model, so the sweep costs one VAE fit per model.
 """
 from __future__ import annotations
 
-import dataclasses
 import time
 from typing import Any, Iterable, Sequence
 
 import pandas as pd
 from torch import Tensor
 
-from .datasets import ImageDataset, stratified_split
 from .detectors.beniful import SIGNALS, BeniFulDetector
 from .eliminators.beniful import FORMS, BeniFulEliminator
-from .evaluation import _base_row, elimination_split, incoming_pool, natural_mix, repaired_model
+from .case import Case
+from .evaluation import elimination_row, elimination_split, incoming_pool, natural_mix, repaired_model
 from .metrics import auroc, tpr_at_fpr
 from .training import evaluate
 from .utils import check_fraction, predict_logits
-from .zoo import TrainedModel
 
-__all__ = ["elimination_validation_split", "elimination_validation_row", "detection_by_signal",
+__all__ = ["detection_by_signal",
            "detection_by_layer", "detection_by_clean_fraction", "elimination_by_form",
            "elimination_by_clean_fraction", "backdoor_consistency", "signal_distributions", "detection_by_param",
            "sensitivity_to_rate"]
@@ -37,8 +35,8 @@ __all__ = ["elimination_validation_split", "elimination_validation_row", "detect
 LAYERS = ("layer1", "layer2", "layer3", "layer4")
 
 
-def _as_list(tms: TrainedModel | Iterable[TrainedModel]) -> list[TrainedModel]:
-    return [tms] if isinstance(tms, TrainedModel) else list(tms)
+def _as_list(tms: Case | Iterable[Case]) -> list[Case]:
+    return [tms] if isinstance(tms, Case) else list(tms)
 
 
 def _detection_metrics(s_clean: Tensor, s_trig: Tensor, threshold: float) -> dict[str, float]:
@@ -47,86 +45,13 @@ def _detection_metrics(s_clean: Tensor, s_trig: Tensor, threshold: float) -> dic
             "flag_rate_triggered": float((s_trig > threshold).float().mean())}
 
 
-# ---------------------------------------------------------------------------------- validation split
-def elimination_validation_split(tm: TrainedModel) -> tuple[ImageDataset, ImageDataset]:
-    """(validation pool, validation evaluation): the incoming-pool half of the test set cut in two.
-
-    The evaluation half of :func:`beniful.evaluation.elimination_split` is never part of it, so
-    defaults chosen here are not tuned on the numbers the tables report.
-
-    Args:
-        tm: a trained model; its test set and seed fix the split.
-
-    Returns:
-        ``(validation pool, validation evaluation part)``, a quarter of the test set each, stratified.
-    """
-    pool_half, _ = elimination_split(tm.test, tm.seed)
-    a, b = stratified_split(pool_half.targets, 0.5, tm.seed + 2971)
-    return pool_half.subset(a), pool_half.subset(b)
-
-
-def elimination_validation_row(tm: TrainedModel, eliminator: BeniFulEliminator | Any, clean: Any = None,
-                               **kwargs: Any) -> dict[str, Any]:
-    """Like :func:`~beniful.evaluation.elimination_row`, on the validation split: repair with the
-    clean data + an incoming pool made from the validation pool, measure on the validation evaluation part.
-
-    Args:
-        tm: the (backdoored) trained model.
-        eliminator: an eliminator, or its registry name (built with ``tm.seed`` and ``kwargs``).
-        clean: the defender's clean data; ``None`` uses ``tm.clean_data()`` and caches the repair.
-        **kwargs: eliminator parameters when ``eliminator`` is a name.
-
-    Returns:
-        One row with the model's provenance, ``split="validation"``, ACC/ASR after and before, the wall
-        time, and for BeniFul the number, precision and recall of the suspicious inputs.
-    """
-    from . import eliminators as eliminators_mod
-
-    elim = eliminators_mod.build(eliminator, seed=tm.seed, **kwargs) if isinstance(eliminator, str) else eliminator
-    pool_ds, eval_ds = elimination_validation_split(tm)
-    x_pool, is_trig = incoming_pool(tm, pool_ds)
-    x_eval, y_eval = eval_ds.tensors()
-    before = evaluate(tm.model, x_eval, y_eval, tm.attack)
-    # with the default clean data the repair is cached (table4 and fig4 share their lambda sweep)
-    fixed = (repaired_model(tm, elim, x_pool, split="validation") if clean is None
-             else elim.repair(tm.model, clean, pool=x_pool))
-    after = evaluate(fixed, x_eval, y_eval, tm.attack)
-    row = {**_base_row(tm), "split": "validation", "eliminator": elim.name, "acc": after["acc"],
-           "asr": after["asr"], "acc_before": before["acc"], "asr_before": before["asr"],
-           "wall_seconds": elim.wall_seconds}
-    row.update(_suspicious_stats(elim, is_trig))
-    return row
-
-
-def _suspicious_stats(elim: Any, is_trig: Tensor) -> dict[str, Any]:
-    mask = getattr(elim, "suspicious_mask", None)
-    if mask is None:
-        return {}
-    return {"n_suspicious": int(mask.sum()), "suspicious_precision": float(is_trig[mask].float().mean())
-            if mask.any() else float("nan"),
-            "suspicious_recall": float(mask[is_trig].float().mean()) if is_trig.any() else float("nan")}
-
-
-def _test_row(tm: TrainedModel, elim: BeniFulEliminator, clean: Any = None) -> dict[str, Any]:
-    pool_ds, eval_ds = elimination_split(tm.test, tm.seed)
-    x_pool, is_trig = incoming_pool(tm, pool_ds)
-    x_eval, y_eval = eval_ds.tensors()
-    before = evaluate(tm.model, x_eval, y_eval, tm.attack)
-    fixed = elim.repair(tm.model, tm.clean_data() if clean is None else clean, pool=x_pool)
-    after = evaluate(fixed, x_eval, y_eval, tm.attack)
-    row = {**_base_row(tm), "split": "test", "eliminator": elim.name, "acc": after["acc"], "asr": after["asr"],
-           "acc_before": before["acc"], "asr_before": before["asr"], "wall_seconds": elim.wall_seconds}
-    row.update(_suspicious_stats(elim, is_trig))
-    return row
-
-
 # ---------------------------------------------------------------------------------- detection
-def detection_by_signal(tms: TrainedModel | Iterable[TrainedModel], layer: str = "layer3",
+def detection_by_signal(tms: Case | Iterable[Case], layer: str = "layer3",
                         **detector_kwargs: Any) -> pd.DataFrame:
     """AUROC / TPR@5%FPR / flag rates of r alone, c alone and both, from one fitted detector per model.
 
     Args:
-        tms: one trained model or several (from ``zoo.get``).
+        tms: one case or several (e.g. from ``zoo.get``).
         layer: the detector's middle layer.
         **detector_kwargs: passed to :class:`~beniful.detectors.beniful.BeniFulDetector`.
 
@@ -135,21 +60,21 @@ def detection_by_signal(tms: TrainedModel | Iterable[TrainedModel], layer: str =
     """
     rows = []
     for tm in _as_list(tms):
-        det = BeniFulDetector(layer=layer, seed=tm.seed, **detector_kwargs).fit(tm.model, tm.clean_data())
+        det = BeniFulDetector(layer=layer, seed=tm.seed, **detector_kwargs).fit(tm.model, tm.clean)
         x_clean, x_trig = natural_mix(tm)
         sc, st = det.scores_by_signal(x_clean), det.scores_by_signal(x_trig)
         for sig in SIGNALS:
-            rows.append({**_base_row(tm), "detector": "beniful", "layer": layer, "signal": sig,
+            rows.append({**tm.row(), "detector": "beniful", "layer": layer, "signal": sig,
                          **_detection_metrics(sc[sig], st[sig], det.thresholds[sig])})
     return pd.DataFrame(rows)
 
 
-def detection_by_layer(tms: TrainedModel | Iterable[TrainedModel], layers: Sequence[str] = LAYERS,
+def detection_by_layer(tms: Case | Iterable[Case], layers: Sequence[str] = LAYERS,
                        **detector_kwargs: Any) -> pd.DataFrame:
     """Detection (all three signals) with the VAE on each middle layer.
 
     Args:
-        tms: one trained model or several (from ``zoo.get``).
+        tms: one case or several (e.g. from ``zoo.get``).
         layers: the middle layers to compare.
         **detector_kwargs: passed to :class:`~beniful.detectors.beniful.BeniFulDetector`.
 
@@ -160,13 +85,13 @@ def detection_by_layer(tms: TrainedModel | Iterable[TrainedModel], layers: Seque
     return pd.concat(frames, ignore_index=True)
 
 
-def detection_by_clean_fraction(tms: TrainedModel | Iterable[TrainedModel],
+def detection_by_clean_fraction(tms: Case | Iterable[Case],
                                 fractions: Sequence[float] = (0.01, 0.025, 0.05, 0.1),
                                 layer: str = "layer3", **detector_kwargs: Any) -> pd.DataFrame:
     """Detection with the defender holding ``fraction`` of the training set as clean data.
 
     Args:
-        tms: one trained model or several (from ``zoo.get``).
+        tms: one case or several (e.g. from ``zoo.get``).
         fractions: shares of the training set's size, each in (0, 1].
         layer: the detector's middle layer.
         **detector_kwargs: passed to :class:`~beniful.detectors.beniful.BeniFulDetector`.
@@ -186,14 +111,14 @@ def detection_by_clean_fraction(tms: TrainedModel | Iterable[TrainedModel],
             det = BeniFulDetector(layer=layer, seed=tm.seed, **detector_kwargs).fit(tm.model, clean)
             sc, st = det.scores_by_signal(x_clean), det.scores_by_signal(x_trig)
             for sig in SIGNALS:
-                rows.append({**_base_row(tm), "detector": "beniful", "layer": layer, "signal": sig,
+                rows.append({**tm.row(), "detector": "beniful", "layer": layer, "signal": sig,
                              "clean_fraction": frac, "n_clean": len(clean),
                              **_detection_metrics(sc[sig], st[sig], det.thresholds[sig])})
     return pd.DataFrame(rows)
 
 
 # ---------------------------------------------------------------------------------- elimination
-def elimination_by_form(tms: TrainedModel | Iterable[TrainedModel], forms: Sequence[str] = FORMS,
+def elimination_by_form(tms: Case | Iterable[Case], forms: Sequence[str] = FORMS,
                         lams: Sequence[float] = (0.1, 1.0, 10.0), split: str = "test", layer: str = "layer3",
                         **eliminator_kwargs: Any) -> pd.DataFrame:
     """ACC/ASR after BeniFul elimination for every (form, lambda); ``split="validation"`` measures on
@@ -201,7 +126,7 @@ def elimination_by_form(tms: TrainedModel | Iterable[TrainedModel], forms: Seque
     ``lam=0`` is plain fine-tuning with the same optimiser (a useful reference row).
 
     Args:
-        tms: one trained model or several (from ``zoo.get``).
+        tms: one case or several (e.g. from ``zoo.get``).
         forms: loss forms (any ``+``-join of ``a``, ``b``, ``c``, ``t``).
         lams: weights of the feature-distance terms.
         split: ``"test"`` or ``"validation"``.
@@ -223,23 +148,23 @@ def elimination_by_form(tms: TrainedModel | Iterable[TrainedModel], forms: Seque
         # with the detector cache every repair fetches the same fitted detector and the repairs can be
         # cached too; without it one detector fitted here serves every repair (not cacheable)
         shared = {} if detector_kwargs.get("cache") else {
-            "detector": BeniFulDetector(layer=layer, seed=tm.seed, **detector_kwargs).fit(tm.model, tm.clean_data())}
+            "detector": BeniFulDetector(layer=layer, seed=tm.seed, **detector_kwargs).fit(tm.model, tm.clean)}
         for form in forms:
             for lam in lams:
                 elim = BeniFulEliminator(layer=layer, form=form, lam=lam, seed=tm.seed, detector_kwargs=detector_kwargs,
                                          **shared, **eliminator_kwargs)
-                row = elimination_validation_row(tm, elim) if split == "validation" else _test_row(tm, elim)
+                row = elimination_row(tm, elim, split=split)
                 rows.append({**row, "layer": layer, "form": form, "lam": lam})
     return pd.DataFrame(rows)
 
 
-def elimination_by_clean_fraction(tms: TrainedModel | Iterable[TrainedModel],
+def elimination_by_clean_fraction(tms: Case | Iterable[Case],
                                   fractions: Sequence[float] = (0.01, 0.025, 0.05, 0.1), split: str = "test",
                                   **eliminator_kwargs: Any) -> pd.DataFrame:
     """ACC/ASR after BeniFul elimination with ``fraction`` of the training set as clean data.
 
     Args:
-        tms: one trained model or several (from ``zoo.get``).
+        tms: one case or several (e.g. from ``zoo.get``).
         fractions: shares of the training set's size, each in (0, 1].
         split: ``"validation"`` for the validation split, anything else for the evaluation half.
         **eliminator_kwargs: passed to :class:`~beniful.eliminators.beniful.BeniFulEliminator`.
@@ -256,16 +181,13 @@ def elimination_by_clean_fraction(tms: TrainedModel | Iterable[TrainedModel],
             check_fraction(frac, "clean fraction")
             clean = tm.clean_data(fraction=frac)
             elim = BeniFulEliminator(seed=tm.seed, **eliminator_kwargs)
-            if split == "validation":
-                row = elimination_validation_row(tm, elim, clean=clean)
-            else:
-                row = _test_row(tm, elim, clean=clean)
+            row = elimination_row(tm, elim, clean=clean, split=split)
             rows.append({**row, "clean_fraction": frac, "n_clean": len(clean)})
     return pd.DataFrame(rows)
 
 
 # ---------------------------------------------------------------------------------- fig2 / fig3
-def signal_distributions(tm: TrainedModel, layer: str = "layer3", **detector_kwargs: Any) -> pd.DataFrame:
+def signal_distributions(tm: Case, layer: str = "layer3", **detector_kwargs: Any) -> pd.DataFrame:
     """Per-input raw r, c and scores on the natural mix (one row per input; ``triggered`` 0/1) for
     histograms and ROC curves (fig2).
 
@@ -278,7 +200,7 @@ def signal_distributions(tm: TrainedModel, layer: str = "layer3", **detector_kwa
         One row per input of the natural mix, with ``r``, ``c``, ``score_<signal>``, ``triggered``, the
         model's provenance, the layer and each signal's threshold.
     """
-    det = BeniFulDetector(layer=layer, seed=tm.seed, **detector_kwargs).fit(tm.model, tm.clean_data())
+    det = BeniFulDetector(layer=layer, seed=tm.seed, **detector_kwargs).fit(tm.model, tm.clean)
     x_clean, x_trig = natural_mix(tm)
     frames = []
     for lab, x in ((0, x_clean), (1, x_trig)):
@@ -287,14 +209,14 @@ def signal_distributions(tm: TrainedModel, layer: str = "layer3", **detector_kwa
         frames.append(pd.DataFrame({"r": sig["r"].numpy(), "c": sig["c"].numpy(),
                                     **{f"score_{k}": v.numpy() for k, v in sc.items()}, "triggered": lab}))
     df = pd.concat(frames, ignore_index=True)
-    for k, v in _base_row(tm).items():
+    for k, v in tm.row().items():
         df[k] = v
     df["layer"] = layer
     df["threshold_both"], df["threshold_r"], df["threshold_c"] = (det.thresholds[k] for k in SIGNALS)
     return df
 
 
-def backdoor_consistency(tms: TrainedModel | Iterable[TrainedModel], clean_tm: TrainedModel | None = None,
+def backdoor_consistency(tms: Case | Iterable[Case], clean_tm: Case | None = None,
                          eliminate: bool = True, layer: str = "layer3", detector_kwargs: dict | None = None,
                          **eliminator_kwargs: Any) -> pd.DataFrame:
     """Flag rates of the detector on clean and triggered test inputs (fig3):
@@ -315,7 +237,7 @@ def backdoor_consistency(tms: TrainedModel | Iterable[TrainedModel], clean_tm: T
     about the FPR.
 
     Args:
-        tms: one trained model or several (from ``zoo.get``).
+        tms: one case or several (e.g. from ``zoo.get``).
         clean_tm: a model trained without poison on the same data, or ``None`` (no ``clean`` rows).
         eliminate: also measure the BeniFul-repaired model (shared with table3 through the cache).
         layer: the middle layer of the detectors and the repair.
@@ -328,13 +250,13 @@ def backdoor_consistency(tms: TrainedModel | Iterable[TrainedModel], clean_tm: T
     detector_kwargs = dict(detector_kwargs or {})
     rows = []
 
-    def fit(model: Any, tm: TrainedModel, seed: int) -> BeniFulDetector:
-        return BeniFulDetector(layer=layer, seed=seed, **detector_kwargs).fit(model, tm.clean_data())
+    def fit(model: Any, tm: Case, seed: int) -> BeniFulDetector:
+        return BeniFulDetector(layer=layer, seed=seed, **detector_kwargs).fit(model, tm.clean)
 
     # the clean model's clean data does not depend on the attack: one detector serves every attack
     clean_det = fit(clean_tm.model, clean_tm, clean_tm.seed) if clean_tm is not None else None
 
-    def measure(model: Any, tm: TrainedModel, which: str, seed: int, det: BeniFulDetector | None = None
+    def measure(model: Any, tm: Case, which: str, seed: int, det: BeniFulDetector | None = None
                 ) -> dict[str, Any]:
         t0 = time.time()
         det = det if det is not None else fit(model, tm, seed)
@@ -348,7 +270,7 @@ def backdoor_consistency(tms: TrainedModel | Iterable[TrainedModel], clean_tm: T
         def share(mask: Tensor) -> float:
             return float(flagged[mask].float().mean()) if mask.any() else float("nan")
 
-        return {**_base_row(tm), "model": which, "acc": m["acc"], "asr": m["asr"], "fpr_target": det.fpr,
+        return {**tm.row(), "model": which, "acc": m["acc"], "asr": m["asr"], "fpr_target": det.fpr,
                 "flag_rate_clean": float((s_clean > det.threshold).float().mean()),
                 "flag_rate_triggered": float(flagged.float().mean()),
                 "keeps_class": float(kept.float().mean()), "flag_rate_triggered_kept": share(kept),
@@ -357,11 +279,11 @@ def backdoor_consistency(tms: TrainedModel | Iterable[TrainedModel], clean_tm: T
 
     for tm in _as_list(tms):
         pool_ds, eval_ds = elimination_split(tm.test, tm.seed)
-        view = dataclasses.replace(tm, test=eval_ds)
+        view = tm.replace(test=eval_ds)
         rows.append(measure(tm.model, view, "backdoored", tm.seed))
         if clean_tm is not None:
             # the clean model judged on this attack's trigger: same data, no backdoor
-            cview = dataclasses.replace(clean_tm, attack=tm.attack, test=eval_ds)
+            cview = clean_tm.replace(attack=tm.attack, test=eval_ds)
             row = measure(clean_tm.model, cview, "clean", clean_tm.seed, det=clean_det)
             rows.append({**row, "attack": tm.attack_name})
         if eliminate:
@@ -373,13 +295,13 @@ def backdoor_consistency(tms: TrainedModel | Iterable[TrainedModel], clean_tm: T
 
 
 # ---------------------------------------------------------------------------------- fig4
-def detection_by_param(tms: TrainedModel | Iterable[TrainedModel], param: str, values: Sequence[Any],
+def detection_by_param(tms: Case | Iterable[Case], param: str, values: Sequence[Any],
                        layer: str = "layer3", **detector_kwargs: Any) -> pd.DataFrame:
     """Detection (combined score) with one detector parameter varied, e.g. ``param="latent_dim"``;
     an unknown parameter fails in the detector's constructor with its valid names.
 
     Args:
-        tms: one trained model or several (from ``zoo.get``).
+        tms: one case or several (e.g. from ``zoo.get``).
         param: the detector parameter to vary.
         values: its values.
         layer: the detector's middle layer.

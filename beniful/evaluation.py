@@ -21,41 +21,62 @@ from .datasets import ImageDataset, stratified_split
 from .metrics import auroc, tpr_at_fpr
 from .training import evaluate
 from .utils import batches, resolve_device
-from .zoo import TrainedModel
+from .case import Case
 
-__all__ = ["natural_mix", "detection_row", "elimination_split", "incoming_pool", "elimination_row", "repaired_key",
-           "repaired_model"]
+__all__ = ["Case", "natural_mix", "detection_row", "elimination_split", "validation_split", "elimination_data",
+           "incoming_pool", "elimination_row", "repaired_key", "repaired_model", "SPLITS"]
 
+#: share of the test set that forms the unlabelled incoming pool (the rest is the evaluation half)
 POOL_FRACTION = 0.5
+#: share of the pool replaced by triggered copies of non-target images
 POOL_POISON_SHARE = 0.1
+#: where an elimination row is measured: the tables' ``"test"`` halves, or the ``"validation"``
+#: split (both parts inside the pool half) on which defaults are chosen
+SPLITS = ("test", "validation")
 
 
-def natural_mix(tm: TrainedModel) -> tuple[Tensor, Tensor]:
-    """(all clean test images, triggered test images whose true class is not the target)."""
+def natural_mix(tm: Case) -> tuple[Tensor, Tensor]:
+    """The inputs a detector is scored on.
+
+    Args:
+        tm: the case (its ``test`` set and ``attack``).
+
+    Returns:
+        (all clean test images, triggered copies of the test images whose true class is not the target).
+
+    Raises:
+        ValueError: the case has no attack, so there is no trigger to apply.
+    """
     if tm.attack is None:
-        raise ValueError("the clean model has no trigger; pass a backdoored TrainedModel")
+        raise ValueError("this case has no attack, so there is no triggered input to score; pass a Case with attack=")
     x, y = tm.test.tensors()
     tm.attack.to("cpu")
     xt = torch.cat([tm.attack.apply(x[y != tm.attack.target][s]) for s in batches(int((y != tm.attack.target).sum()), 512)])
     return x, xt
 
 
-def _base_row(tm: TrainedModel) -> dict[str, Any]:
-    return {"dataset": tm.dataset, "attack": tm.attack_name, "seed": tm.seed, "profile": tm.profile,
-            "device": tm.meta.get("device", "?")}
-
-
-def detection_row(tm: TrainedModel, detector: str | detectors_mod.Detector, clean: Any = None,
+def detection_row(tm: Case, detector: str | detectors_mod.Detector, clean: Any = None,
                   **kwargs: Any) -> dict[str, Any]:
-    """Fit a detector on the defender's clean data and measure it on the natural mix."""
+    """Fit a detector on the defender's clean data and measure it on the natural mix.
+
+    Args:
+        tm: the case.
+        detector: a registered name (built with ``seed=tm.seed`` and ``kwargs``) or a detector.
+        clean: clean data instead of the case's own ``clean``.
+        **kwargs: the detector's parameters, when built by name.
+
+    Returns:
+        One row: the case's columns, AUROC and TPR at 5% FPR (continuous scores), the flag rates at
+        the calibrated threshold, fit time, throughput and forward passes per input.
+    """
     det = detectors_mod.build(detector, seed=tm.seed, **kwargs) if isinstance(detector, str) else detector
-    det.fit(tm.model, tm.clean_data() if clean is None else clean)
+    det.fit(tm.model, tm.clean if clean is None else clean)
     x_clean, x_trig = natural_mix(tm)
     t0 = time.time()
     s_clean = det.score(x_clean)
     s_trig = det.score(x_trig)
     secs = time.time() - t0
-    return {**_base_row(tm), "detector": det.name, "auroc": auroc(s_clean, s_trig),
+    return {**tm.row(), "detector": det.name, "auroc": auroc(s_clean, s_trig),
             "tpr_at_5fpr": tpr_at_fpr(s_clean, s_trig, 0.05),
             "flag_rate_clean": float((s_clean > det.threshold).float().mean()),
             "flag_rate_triggered": float((s_trig > det.threshold).float().mean()),
@@ -69,7 +90,25 @@ def elimination_split(test: ImageDataset, seed: int = 0) -> tuple[ImageDataset, 
     return test.subset(a), test.subset(b)
 
 
-def incoming_pool(tm: TrainedModel, pool: ImageDataset, poison_share: float = POOL_POISON_SHARE) -> tuple[Tensor, Tensor]:
+def validation_split(tm: Case) -> tuple[ImageDataset, ImageDataset]:
+    """(validation pool, validation evaluation): the incoming-pool half of the test set cut in two.
+
+    The evaluation half of :func:`elimination_split` is never part of it, so defaults chosen here
+    are not tuned on the numbers the tables report.
+    """
+    pool_half, _ = elimination_split(tm.test, tm.seed)
+    a, b = stratified_split(pool_half.targets, 0.5, tm.seed + 2971)
+    return pool_half.subset(a), pool_half.subset(b)
+
+
+def elimination_data(tm: Case, split: str = "test") -> tuple[ImageDataset, ImageDataset]:
+    """(pool part, evaluation part) of ``split`` (:data:`SPLITS`) for the case."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
+    return elimination_split(tm.test, tm.seed) if split == "test" else validation_split(tm)
+
+
+def incoming_pool(tm: Case, pool: ImageDataset, poison_share: float = POOL_POISON_SHARE) -> tuple[Tensor, Tensor]:
     """Unlabelled incoming inputs: the pool's clean images with ``poison_share`` of its non-target
     images replaced by their triggered version. Returns (images, is_triggered) — the flag is for
     evaluation only; defenses never see it."""
@@ -86,7 +125,7 @@ def incoming_pool(tm: TrainedModel, pool: ImageDataset, poison_share: float = PO
     return x, is_trig
 
 
-def repaired_key(tm: TrainedModel, elim: eliminators_mod.Eliminator, split: str = "test") -> str:
+def repaired_key(tm: Case, elim: eliminators_mod.Eliminator, split: str = "test") -> str:
     """Cache key of ``elim``'s repair of ``tm`` with the default clean data and incoming pool.
 
     The key holds the model's own key, the eliminator's name, parameters, seed and device, the pool
@@ -96,7 +135,7 @@ def repaired_key(tm: TrainedModel, elim: eliminators_mod.Eliminator, split: str 
     hooks), so an edit of any of them rebuilds the repair instead of loading a stale one.
 
     Args:
-        tm: the trained model to repair (only its ``key`` is read).
+        tm: the case to repair (only its ``key`` is read; it must not be ``None``).
         elim: the eliminator, with the parameters it will repair with.
         split: whose pool the repair mines: ``"test"`` (the tables) or ``"validation"``.
 
@@ -111,17 +150,18 @@ def repaired_key(tm: TrainedModel, elim: eliminators_mod.Eliminator, split: str 
     return cache.config_key(cfg)
 
 
-def repaired_model(tm: TrainedModel, elim: eliminators_mod.Eliminator, x_pool: Tensor, use_cache: bool = True,
+def repaired_model(tm: Case, elim: eliminators_mod.Eliminator, x_pool: Tensor, use_cache: bool = True,
                    split: str = "test") -> nn.Module:
-    """``elim.repair(tm.model, tm.clean_data(), pool=x_pool)``, loaded from the cache (kind
+    """``elim.repair(tm.model, tm.clean, pool=x_pool)``, loaded from the cache (kind
     ``repaired``, safetensors) when the same repair was made before, so table3, fig3 and table4
     share repaired models. On a hit ``elim.wall_seconds`` (and ``n_suspicious`` where the method
     has one) are restored from the entry, so cost columns still report the original repair.
-    Repairs kept in forward hooks (FP) and eliminators holding a pre-fitted detector are not cached."""
+    Repairs kept in forward hooks (FP), eliminators holding a pre-fitted detector and cases without
+    a ``key`` are not cached."""
     # a detector handed to the eliminator at build time is state the key cannot see: no caching
     # then. The one BeniFul fits itself is fitted anew per repair (kept in ``last_detector``, never
     # in ``detector``), so a reused instance stays cacheable.
-    cacheable = use_cache and getattr(elim, "detector", None) is None
+    cacheable = use_cache and tm.key is not None and getattr(elim, "detector", None) is None
     key = repaired_key(tm, elim, split) if cacheable else None
     entry = cache.load(key, kind="repaired") if key is not None else None
     if entry is not None:
@@ -137,7 +177,7 @@ def repaired_model(tm: TrainedModel, elim: eliminators_mod.Eliminator, x_pool: T
                 mask[torch.tensor(meta["suspicious"], dtype=torch.long)] = True
                 elim.suspicious_mask = mask
             return fixed.eval()
-    fixed = elim.repair(tm.model, tm.clean_data(), pool=x_pool)
+    fixed = elim.repair(tm.model, tm.clean, pool=x_pool)
     # a repair that lives partly in forward hooks (fine-pruning's channel mask) is not in the
     # state dict: such models are not cached
     hooked = any(m._forward_hooks or m._forward_pre_hooks for m in fixed.modules())
@@ -153,20 +193,48 @@ def repaired_model(tm: TrainedModel, elim: eliminators_mod.Eliminator, x_pool: T
     return fixed
 
 
-def elimination_row(tm: TrainedModel, eliminator: str | eliminators_mod.Eliminator, clean: Any = None,
-                    use_cache: bool = True, **kwargs: Any) -> dict[str, Any]:
-    """Repair the model with the defender's clean data (+ the incoming pool) and measure ACC/ASR
-    on the evaluation half of the test set, which the defense never saw. With the default clean
-    data the repaired model is cached (:func:`repaired_model`); ``use_cache=False`` always repairs."""
+def _suspicious_stats(elim: Any, is_trig: Tensor) -> dict[str, Any]:
+    """How well the pool inputs an eliminator called suspicious match the triggered ones (BeniFul)."""
+    mask = getattr(elim, "suspicious_mask", None)
+    if mask is None:
+        return {}
+    return {"n_suspicious": int(mask.sum()),
+            "suspicious_precision": float(is_trig[mask].float().mean()) if mask.any() else float("nan"),
+            "suspicious_recall": float(mask[is_trig].float().mean()) if is_trig.any() else float("nan")}
+
+
+def elimination_row(tm: Case, eliminator: str | eliminators_mod.Eliminator, clean: Any = None,
+                    split: str = "test", use_cache: bool = True, **kwargs: Any) -> dict[str, Any]:
+    """Repair the model with the defender's clean data and an unlabelled incoming pool, and measure
+    ACC/ASR on a part of the test set the defense never saw.
+
+    The one builder of every elimination row (table3, table4's form sweep, fig4's and the clean-fraction
+    sweeps, the validation runs that chose BeniFul's defaults).
+
+    Args:
+        tm: the case.
+        eliminator: a registered name (built with ``seed=tm.seed`` and ``kwargs``) or an eliminator.
+        clean: clean data instead of the case's own ``clean`` (such repairs are not cached).
+        split: ``"test"`` (pool and evaluation halves of the test set) or ``"validation"`` (both
+            inside the pool half; :func:`validation_split`).
+        use_cache: load and store the repaired model (:func:`repaired_model`) when ``clean`` is ``None``.
+        **kwargs: the eliminator's parameters, when built by name.
+
+    Returns:
+        One row: the case's columns, the split, ACC/ASR after and before the repair, wall time and,
+        for eliminators that mine the pool, how many inputs they called suspicious and how many of
+        those were triggered (precision, recall).
+    """
     elim = eliminators_mod.build(eliminator, seed=tm.seed, **kwargs) if isinstance(eliminator, str) else eliminator
-    pool_ds, eval_ds = elimination_split(tm.test, tm.seed)
-    x_pool, _ = incoming_pool(tm, pool_ds)
+    pool_ds, eval_ds = elimination_data(tm, split)
+    x_pool, is_trig = incoming_pool(tm, pool_ds)
     x_eval, y_eval = eval_ds.tensors()
     before = evaluate(tm.model, x_eval, y_eval, tm.attack)
     if clean is None:
-        fixed = repaired_model(tm, elim, x_pool, use_cache=use_cache)
+        fixed = repaired_model(tm, elim, x_pool, use_cache=use_cache, split=split)
     else:
         fixed = elim.repair(tm.model, clean, pool=x_pool)
     after = evaluate(fixed, x_eval, y_eval, tm.attack)
-    return {**_base_row(tm), "eliminator": elim.name, "acc": after["acc"], "asr": after["asr"],
-            "acc_before": before["acc"], "asr_before": before["asr"], "wall_seconds": elim.wall_seconds}
+    return {**tm.row(), "split": split, "eliminator": elim.name, "acc": after["acc"], "asr": after["asr"],
+            "acc_before": before["acc"], "asr_before": before["asr"], "wall_seconds": elim.wall_seconds,
+            **_suspicious_stats(elim, is_trig)}

@@ -8,6 +8,7 @@ detector and eliminator here works in.
 from __future__ import annotations
 
 import random
+from contextlib import contextmanager
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -40,21 +41,31 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return dev
 
 
-def seed_everything(seed: int) -> torch.Generator:
-    """Seed Python, NumPy and torch (model initialisation draws from the global generators).
+@contextmanager
+def seeded(seed: int, device: torch.device | str | None = None) -> Iterator[None]:
+    """Seed Python's, NumPy's and torch's global generators for the ``with`` block only.
+
+    Model initialisation (``nn.Module`` constructors) draws from torch's global generator, so
+    training a model reproducibly needs it seeded; a library must not leave the caller's stream
+    changed, so the previous states are restored when the block ends (torch's through
+    :func:`torch.random.fork_rng`, for the CPU and, when ``device`` is a CUDA device, that device).
 
     Args:
-        seed: the seed.
-
-    Returns:
-        A CPU ``torch.Generator`` seeded with ``seed``, for explicit sampling.
+        seed: the seed for all three generators.
+        device: the device the block computes on (its CUDA generator is restored too).
     """
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-    g = torch.Generator()
-    g.manual_seed(seed)
-    return g
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    cuda = [dev.index if dev.index is not None else torch.cuda.current_device()] if dev.type == "cuda" else []
+    py_state, np_state = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=cuda):
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        torch.manual_seed(seed)
+        try:
+            yield
+        finally:
+            random.setstate(py_state)
+            np.random.set_state(np_state)
 
 
 #: values this far outside [0, 1] are still accepted (float rounding of ``x / 255`` and of blends)

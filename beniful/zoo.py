@@ -22,49 +22,41 @@ from .attacks.base import Attack
 # registers every attack) all the same, and the model key's source digest then follows the model's
 # own attack only, so an edit of one attack does not retrain the others' models
 from .attacks.registry import ATTACKS
-from .datasets import ImageDataset, stratified_split
+from .case import Case, defender_split
+from .datasets import ImageDataset
 from .training import evaluate, train_classifier
-from .utils import resolve_device, seed_everything
+from .utils import resolve_device, seeded
 
 __all__ = ["TrainedModel", "get", "model_config", "defender_split", "data_fingerprint"]
 
 
 @dataclass
-class TrainedModel:
-    model: nn.Module
-    attack: Attack | None
-    dataset: str
-    train: ImageDataset
-    test: ImageDataset
-    poison_idx: Tensor
-    metrics: dict[str, float]
-    config: dict[str, Any]
-    key: str
-    profile: str
-    seed: int
+class TrainedModel(Case):
+    """A :class:`~beniful.case.Case` made by :func:`get`, with how it was made.
+
+    ``clean`` is the profile's share of the training set (never a poisoned sample), ``poisoned`` the
+    poisoned training indices, ``key`` the cache key, and ``labels`` carry the data set, the profile
+    and the training device into every result row.
+
+    Attributes:
+        metrics: ACC and ASR on the full test set, measured when the model was trained.
+        config: everything that determines the weights (:func:`model_config`).
+        meta: the cache entry's metadata (training time, device, versions).
+    """
+
+    metrics: dict[str, float] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
-    #: the Profile object itself, so a custom (unregistered) profile still gives ``clean_data``
-    profile_spec: profiles.Profile | None = field(default=None, repr=False)
 
     @property
-    def attack_name(self) -> str:
-        return self.attack.name if self.attack is not None else "none"
+    def profile(self) -> str:
+        """The profile's name."""
+        return str(self.labels.get("profile", "custom"))
 
-    def clean_data(self, fraction: float | None = None, seed: int | None = None) -> ImageDataset:
-        """The defender's clean data: ``fraction`` of the training set, never a poisoned sample."""
-        prof = self.profile_spec if self.profile_spec is not None else profiles.get(self.profile)
-        return defender_split(self.train, self.poison_idx, prof.clean_fraction if fraction is None else fraction,
-                              self.seed if seed is None else seed)
-
-
-def defender_split(train: ImageDataset, poison_idx: Tensor, fraction: float, seed: int) -> ImageDataset:
-    """A stratified clean subset holding ``fraction`` of the training set's size."""
-    keep = torch.ones(len(train), dtype=torch.bool)
-    keep[poison_idx] = False
-    clean_idx = torch.nonzero(keep).flatten()
-    share = min(0.999, fraction * len(train) / len(clean_idx))
-    part, _ = stratified_split(train.targets[clean_idx], share, seed + 7919)
-    return train.subset(clean_idx[part])
+    @property
+    def poison_idx(self) -> Tensor:
+        """The poisoned training indices (``poisoned``; empty for the clean model)."""
+        return self.poisoned if self.poisoned is not None else torch.zeros(0, dtype=torch.long)
 
 
 def model_config(dataset: str, attack: Attack | None, profile: profiles.Profile, seed: int,
@@ -199,64 +191,72 @@ def get(attack: str | Attack | None = "badnets", dataset: str | None = None, pro
         atk.setup((c, h, w), "cpu")
     poison_idx = atk.poison_indices(train.targets) if atk is not None else torch.zeros(0, dtype=torch.long)
 
-    seed_everything(seed)
-    model = models.build(arch, num_classes=cfg["model"]["num_classes"],
-                         in_channels=c, width=prof.width)
-    ckpt_key = key + ".ckpt"
-    entry = None if retrain else cache.load(key)
-    if entry is not None:
-        cache.remove(ckpt_key, kind="checkpoint")  # left over if a run died between final save and cleanup
-        tensors, meta = entry
-        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-        if atk is not None:
-            atk.load_state_dict({k[7:]: v for k, v in tensors.items() if k.startswith("attack.")})
-        model.to(dev).eval()
-        if atk is not None:
-            atk.to(dev)
-        return TrainedModel(model, atk, dataset, train, test, poison_idx, meta["metrics"], cfg, key,
-                            prof.name, seed, meta, prof)
+    # the global generators are seeded for model initialisation and restored afterwards
+    with seeded(seed, dev):
+        model = models.build(arch, num_classes=cfg["model"]["num_classes"],
+                             in_channels=c, width=prof.width)
+        ckpt_key = key + ".ckpt"
+        entry = None if retrain else cache.load(key)
+        if entry is not None:
+            cache.remove(ckpt_key, kind="checkpoint")  # left over if a run died between final save and cleanup
+            tensors, meta = entry
+            model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+            if atk is not None:
+                atk.load_state_dict({k[7:]: v for k, v in tensors.items() if k.startswith("attack.")})
+            model.to(dev).eval()
+            if atk is not None:
+                atk.to(dev)
+            return _trained(model, atk, train, test, poison_idx, prof, seed, key, cfg, meta)
 
-    # ---------------------------------------------------------------- train (resumable)
-    start_epoch, opt_state = 0, None
-    ck = None if retrain else cache.load(ckpt_key, kind="checkpoint")
-    if ck is not None:
-        tensors, meta = ck
-        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-        if atk is not None:
-            atk.setup((c, h, w), dev)
-            atk.load_state_dict({k[7:]: v for k, v in tensors.items() if k.startswith("attack.")})
-        start_epoch = int(meta["epoch"]) + 1
-        opt_tensors = {k: v for k, v in tensors.items() if k.startswith("opt.")}
-        model.to(dev)
-        template = torch.optim.SGD(model.parameters(), lr=tcfg.lr, momentum=tcfg.momentum,
-                                   weight_decay=tcfg.weight_decay)
-        opt_state = _opt_state({k: v.to(dev) for k, v in opt_tensors.items()}, template)
-        if progress:
-            print(f"resuming {atk.name if atk else 'clean'} model from epoch {start_epoch}/{tcfg.epochs}")
+        # ---------------------------------------------------------------- train (resumable)
+        start_epoch, opt_state = 0, None
+        ck = None if retrain else cache.load(ckpt_key, kind="checkpoint")
+        if ck is not None:
+            tensors, meta = ck
+            model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+            if atk is not None:
+                atk.setup((c, h, w), dev)
+                atk.load_state_dict({k[7:]: v for k, v in tensors.items() if k.startswith("attack.")})
+            start_epoch = int(meta["epoch"]) + 1
+            opt_tensors = {k: v for k, v in tensors.items() if k.startswith("opt.")}
+            model.to(dev)
+            template = torch.optim.SGD(model.parameters(), lr=tcfg.lr, momentum=tcfg.momentum,
+                                       weight_decay=tcfg.weight_decay)
+            opt_state = _opt_state({k: v.to(dev) for k, v in opt_tensors.items()}, template)
+            if progress:
+                print(f"resuming {atk.name if atk else 'clean'} model from epoch {start_epoch}/{tcfg.epochs}")
 
-    def checkpoint(epoch: int, m: nn.Module, opt: torch.optim.Optimizer) -> None:
-        if epoch + 1 >= tcfg.epochs:
-            return
-        t = {f"model.{k}": v for k, v in m.state_dict().items()}
-        t.update(_opt_tensors(opt))
-        if atk is not None:
-            t.update({f"attack.{k}": v for k, v in atk.state_dict().items()})
-        cache.save(ckpt_key, t, {"epoch": epoch, "config": cfg}, kind="checkpoint")
+        def checkpoint(epoch: int, m: nn.Module, opt: torch.optim.Optimizer) -> None:
+            if epoch + 1 >= tcfg.epochs:
+                return
+            t = {f"model.{k}": v for k, v in m.state_dict().items()}
+            t.update(_opt_tensors(opt))
+            if atk is not None:
+                t.update({f"attack.{k}": v for k, v in atk.state_dict().items()})
+            cache.save(ckpt_key, t, {"epoch": epoch, "config": cfg}, kind="checkpoint")
 
-    t0 = time.time()
-    train_classifier(model, train.data, train.targets, tcfg, attack=atk, poison_idx=poison_idx, seed=seed,
-                     device=dev, progress=progress, start_epoch=start_epoch, optimizer_state=opt_state,
-                     on_epoch_end=checkpoint)
-    train_time = time.time() - t0
-    xte, yte = test.tensors()
-    metrics = evaluate(model, xte, yte, atk)
-    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
-    if atk is not None:
-        tensors.update({f"attack.{k}": v for k, v in atk.state_dict().items()})
-    meta = {"config": cfg, "metrics": metrics, "train_seconds": train_time, "device": str(dev),
-            "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu",
-            "torch": torch.__version__, "poisoned": int(len(poison_idx)), "resumed_from_epoch": start_epoch}
-    cache.save(key, tensors, meta)
-    cache.remove(ckpt_key, kind="checkpoint")
-    return TrainedModel(model.eval(), atk, dataset, train, test, poison_idx, metrics, cfg, key, prof.name, seed, meta,
-                        prof)
+        t0 = time.time()
+        train_classifier(model, train.data, train.targets, tcfg, attack=atk, poison_idx=poison_idx, seed=seed,
+                         device=dev, progress=progress, start_epoch=start_epoch, optimizer_state=opt_state,
+                         on_epoch_end=checkpoint)
+        train_time = time.time() - t0
+        xte, yte = test.tensors()
+        metrics = evaluate(model, xte, yte, atk)
+        tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+        if atk is not None:
+            tensors.update({f"attack.{k}": v for k, v in atk.state_dict().items()})
+        meta = {"config": cfg, "metrics": metrics, "train_seconds": train_time, "device": str(dev),
+                "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu",
+                "torch": torch.__version__, "poisoned": int(len(poison_idx)), "resumed_from_epoch": start_epoch}
+        cache.save(key, tensors, meta)
+        cache.remove(ckpt_key, kind="checkpoint")
+        return _trained(model.eval(), atk, train, test, poison_idx, prof, seed, key, cfg, meta)
+
+
+def _trained(model: nn.Module, atk: Attack | None, train: ImageDataset, test: ImageDataset, poison_idx: Tensor,
+             prof: profiles.Profile, seed: int, key: str, cfg: dict[str, Any], meta: dict[str, Any]) -> TrainedModel:
+    """The :class:`TrainedModel` of a loaded or freshly trained model."""
+    clean = defender_split(train, poison_idx, prof.clean_fraction, seed)
+    labels = {"dataset": cfg["dataset"], "profile": prof.name, "device": meta.get("device", "?")}
+    return TrainedModel(model=model, attack=atk, test=test, clean=clean, train=train, poisoned=poison_idx, seed=seed,
+                        labels=labels, key=key, metrics=meta["metrics"], config=cfg, meta=meta)

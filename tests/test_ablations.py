@@ -34,8 +34,7 @@ def test_sensitivity_to_rate_trains_one_model_per_rate(monkeypatch: pytest.Monke
 
     def fake_get(attack: str, progress: bool = True, rate: float = 0.1, **kw: object) -> TrainedModel:
         asked.append((attack, rate, kw["seed"]))
-        return TrainedModel(tiny_tm.model, tiny_tm.attack, "mnist5k", tiny_tm.train, tiny_tm.test, tiny_tm.poison_idx,
-                            {"acc": 0.5, "asr": rate}, {}, "k", "quick", 0, {})
+        return tiny_tm.replace(metrics={"acc": 0.5, "asr": rate})
 
     from beniful import zoo
     monkeypatch.setattr(zoo, "get", fake_get)

@@ -56,7 +56,7 @@ def test_detector_runs_on_cuda(name: str, tiny_badnets_tm) -> None:
     if name not in detectors.available():
         pytest.skip(f"{name} is not registered")
     model = copy.deepcopy(tm.model)  # a detector holds the model it guards on its own device
-    det = detectors.build(name, device="cuda", seed=0, **DETECTOR_KWARGS[name]).fit(model, tm.clean_data())
+    det = detectors.build(name, device="cuda", seed=0, **DETECTOR_KWARGS[name]).fit(model, tm.clean)
     assert next(det.model.parameters()).device.type == "cuda"
     x, y = tm.test.tensors()
     x = x[:64]
@@ -73,7 +73,7 @@ def test_eliminator_runs_on_cuda(name: str, tiny_badnets_tm) -> None:
         pytest.skip(f"{name} is not registered")
     x, y = tm.test.tensors()
     elim = eliminators.build(name, device="cuda", seed=0, **ELIMINATOR_KWARGS[name])
-    fixed = elim.repair(tm.model, tm.clean_data(), pool=x[:100] if name == "beniful" else None)
+    fixed = elim.repair(tm.model, tm.clean, pool=x[:100] if name == "beniful" else None)
     dev = next(fixed.parameters()).device
     with torch.no_grad():
         out = fixed.eval()(x[:32].to(dev))

@@ -136,3 +136,38 @@ def test_check_fraction_rejects_non_numbers_with_a_value_error():
     for bad in ("0.1", None, True):
         with pytest.raises(ValueError, match="rate must be in"):
             utils.check_fraction(bad, "rate")  # type: ignore[arg-type]
+
+
+def test_seeded_restores_the_callers_random_streams():
+    import random
+
+    import numpy as np
+
+    from beniful.utils import seeded
+
+    def draws():
+        return torch.rand(3), np.random.rand(2), random.random()
+
+    torch.manual_seed(5), np.random.seed(5), random.seed(5)
+    expected = draws()
+    torch.manual_seed(5), np.random.seed(5), random.seed(5)
+    with seeded(123):
+        inside = torch.rand(3)
+    with seeded(123):
+        assert torch.equal(torch.rand(3), inside)  # the block is reproducible
+    after = draws()
+    assert torch.equal(after[0], expected[0]) and np.array_equal(after[1], expected[1]) and after[2] == expected[2]
+
+
+def test_a_repair_leaves_the_global_generator_alone():
+    from beniful import eliminators
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.Flatten(), torch.nn.LazyLinear(2))
+    x = torch.rand(16, 1, 8, 8)
+    model(x)
+    y = torch.arange(16) % 2
+    torch.manual_seed(9)
+    expected = torch.rand(4)
+    torch.manual_seed(9)
+    eliminators.build("ft", epochs=1, device="cpu", seed=3).repair(model, (x, y))
+    assert torch.equal(torch.rand(4), expected)

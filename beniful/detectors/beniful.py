@@ -251,7 +251,18 @@ class BeniFulDetector(Detector):
         med, scale = self.stats[name]
         return (torch.log(v + _EPS) - med) / scale
 
-    def _combine(self, r: Tensor, c: Tensor, signal: str | None = None) -> Tensor:
+    def combine(self, r: Tensor, c: Tensor, signal: str | None = None) -> Tensor:
+        """The score of raw signals (from :meth:`signals`), so a caller that already holds them, such
+        as the eliminator mining its pool, does not run the model twice.
+
+        Args:
+            r: raw reconstruction distances.
+            c: raw inference-consistency values.
+            signal: ``"r"``, ``"c"`` or ``"both"``; default the detector's own ``signal``.
+
+        Returns:
+            The standardised score, comparable with :attr:`threshold` (or ``thresholds[signal]``).
+        """
         signal = signal or self.signal
         if signal == "r":
             return self._standardise("r", r)
@@ -270,7 +281,7 @@ class BeniFulDetector(Detector):
             lv = torch.log(sig[k].double() + _EPS)
             q1, med, q3 = (float(torch.quantile(lv, q)) for q in (0.25, 0.5, 0.75))
             self.stats[k] = (med, max(q3 - q1, 1e-3))
-        self.thresholds = {k: threshold_at_fpr(self._combine(sig["r"], sig["c"], k), self.fpr) for k in SIGNALS}
+        self.thresholds = {k: threshold_at_fpr(self.combine(sig["r"], sig["c"], k), self.fpr) for k in SIGNALS}
         self.threshold = self.thresholds[self.signal]
         return self.threshold
 
@@ -284,11 +295,11 @@ class BeniFulDetector(Detector):
             ``{"both": scores, "r": scores, "c": scores}``, float tensors ``[N]``.
         """
         sig = self.signals(x)
-        return {k: self._combine(sig["r"], sig["c"], k).float() for k in SIGNALS}
+        return {k: self.combine(sig["r"], sig["c"], k).float() for k in SIGNALS}
 
     def _score(self, x: Tensor) -> Tensor:
         if not self.stats:
             raise RuntimeError("BeniFul detector is not calibrated: call .fit(model, clean)")
         self._check_shape(x)
         r, c, _, _ = self._raw(x)
-        return self._combine(r, c)
+        return self.combine(r, c)

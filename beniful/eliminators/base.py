@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from ..registry import Configurable
-from ..utils import as_images, as_tensors, resolve_device
+from ..utils import as_images, as_tensors, resolve_device, seeded
 
 
 class Eliminator(Configurable):
@@ -78,10 +78,9 @@ class Eliminator(Configurable):
         fixed = copy.deepcopy(model).to(self.device)
         for p in fixed.parameters():
             p.requires_grad_(True)
-        g = torch.Generator().manual_seed(self.seed)
-        torch.manual_seed(self.seed)
-        self.generator = g
-        fixed = self._repair(fixed, x, y, pool)
+        self.generator = torch.Generator().manual_seed(self.seed)
+        with seeded(self.seed, self.device):  # new layers (masks, heads) start from the seed; the caller's RNG is kept
+            fixed = self._repair(fixed, x, y, pool)
         fixed.eval()
         self.wall_seconds = time.time() - t0
         return fixed

@@ -41,7 +41,7 @@ kept (triggered inputs collapse onto the target; false positives spread over all
 ``h_0`` is a frozen copy of the model as given.
 
 Defaults were chosen on a validation split (half of the incoming-pool half of the test set, never
-the evaluation half; :func:`beniful.ablations.elimination_validation_row`), quick profile, mnist5k,
+the evaluation half; :func:`beniful.evaluation.elimination_row` with ``split="validation"``), quick profile, mnist5k,
 cpu, seeds 0-2: ``epochs=40, keep=1, relabel=3`` kept every attack within ASR <= 0.05 and an ACC
 drop <= 0.02 on seed 0; ``transplant="affine"`` rebuilds a blend where ``additive`` leaves it at full
 contrast; ``relabel_source="rec+inv"`` with ``exclude_target`` stops the relabel term from teaching
@@ -187,7 +187,7 @@ class BeniFulEliminator(Eliminator):
         """Mask of the suspicious pool inputs. Also keeps the unflagged inputs and the original
         model's labels for them (``keep``) and sets ``inferred_target``."""
         sig = det.signals(pool)
-        flags = det._combine(sig["r"], sig["c"]) > det.threshold
+        flags = det.combine(sig["r"], sig["c"]) > det.threshold
         self._benign_pool = (pool[~flags], sig["pred"][~flags])
         self.inferred_target = None
         if self.target_filter and flags.any():

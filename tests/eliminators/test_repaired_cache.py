@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
 
 from beniful import cache, evaluation, sources
+from beniful.case import Case
+from beniful.datasets import ImageDataset
 from beniful.eliminators.beniful import BeniFulEliminator
 from beniful.eliminators.fp import FinePruning
 from beniful.eliminators.ft import FineTuning
@@ -18,7 +19,8 @@ from beniful.eliminators.ft import FineTuning
 @pytest.fixture
 def tm(baseline_poisoned, baseline_data, tmp_path, monkeypatch):
     monkeypatch.setenv("BENIFUL_CACHE", str(tmp_path))
-    return SimpleNamespace(key="tiny-poisoned", model=baseline_poisoned, clean_data=lambda: baseline_data.clean)
+    test = ImageDataset((baseline_data.x_test * 255).round().to(torch.uint8), baseline_data.y_test, "stripes")
+    return Case(model=baseline_poisoned, attack=None, test=test, clean=baseline_data.clean, key="tiny-poisoned")
 
 
 def _refuse(*_a, **_k):
@@ -39,7 +41,7 @@ def test_second_repair_comes_from_the_cache(tm):
 def test_other_parameters_or_model_miss_the_cache(tm):
     key = evaluation.repaired_key(tm, FineTuning(epochs=1, device="cpu"))
     assert key != evaluation.repaired_key(tm, FineTuning(epochs=2, device="cpu"))
-    assert key != evaluation.repaired_key(SimpleNamespace(**{**vars(tm), "key": "other"}), FineTuning(epochs=1, device="cpu"))
+    assert key != evaluation.repaired_key(tm.replace(key="other"), FineTuning(epochs=1, device="cpu"))
     assert key != evaluation.repaired_key(tm, FineTuning(epochs=1, device="cpu", seed=1))
 
 
@@ -64,7 +66,7 @@ def test_a_reused_beniful_instance_stays_cacheable(tm, baseline_clean_model, bas
                            detector_kwargs={"vae_epochs": 5, "latent_dim": 8, "augment": 0})
     pool = baseline_data.x_test[:100]
     evaluation.repaired_model(tm, el, pool)
-    other = SimpleNamespace(key="tiny-clean", model=baseline_clean_model, clean_data=lambda: baseline_data.clean)
+    other = tm.replace(key="tiny-clean", model=baseline_clean_model)
     evaluation.repaired_model(other, el, pool)
     assert el.detector is None
     for t in (tm, other):

@@ -56,7 +56,7 @@ def test_detection_budget_and_stratified_test_subset() -> None:
     from beniful.zoo import TrainedModel
 
     test = datasets.ImageDataset(torch.zeros(100, 1, 4, 4, dtype=torch.uint8), torch.arange(100) % 10, "toy")
-    tm = TrainedModel(nn.Identity(), None, "toy", test, test, torch.zeros(0, dtype=torch.long), {}, {}, "k", "quick", 0)
+    tm = TrainedModel(model=nn.Identity(), attack=None, test=test, clean=test, train=test, labels={"profile": "quick"})
     small = nb.test_subset(tm, 40)
     assert len(small.test) == 40 and len(tm.test) == 100 and small.train is tm.train
     assert torch.bincount(small.test.targets).tolist() == [4] * 10

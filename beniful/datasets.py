@@ -201,10 +201,9 @@ def register(spec: DatasetSpec) -> DatasetSpec:
 
     Raises:
         ValueError: a dataset of that name (in any ``-``/``_`` spelling) is already registered.
+        TypeError: ``spec`` is not a :class:`DatasetSpec`.
     """
-    if not isinstance(spec, DatasetSpec):
-        raise TypeError(f"register() takes a DatasetSpec, got {type(spec).__name__}")
-    return DATASETS.add(spec.name, spec)
+    return DATASETS.add_spec(spec, DatasetSpec)
 
 
 def get(name: str) -> DatasetSpec:

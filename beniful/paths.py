@@ -50,26 +50,14 @@ def _resolve(root: PathLike | None, var: str, in_checkout: str, fallback: Path) 
 
 
 def data_root(root: PathLike | None = None) -> Path:
-    """Folder of the on-disk data sets (CIFAR-10, Tiny ImageNet, Fashion-MNIST).
-
-    Args:
-        root: explicit folder; wins over everything else.
-
-    Returns:
-        ``root``, else ``$BENIFUL_DATA``, else ``<checkout>/data``, else ``./data``.
-    """
+    """Folder of the on-disk data sets (CIFAR-10, Tiny ImageNet, Fashion-MNIST): ``root`` when given,
+    else ``$BENIFUL_DATA``, else ``<checkout>/data``, else ``./data``."""
     return _resolve(root, "BENIFUL_DATA", "data", Path("data"))
 
 
 def results_root(root: PathLike | None = None) -> Path:
-    """Root of the tidy result tables (``<root>/<profile>/<dataset>/<name>.csv``).
-
-    Args:
-        root: explicit folder; wins over everything else.
-
-    Returns:
-        ``root``, else ``$BENIFUL_RESULTS``, else ``<checkout>/results``, else ``./results``.
-    """
+    """Root of the tidy result tables (``<root>/<profile>/<dataset>/<name>.csv``): ``root`` when
+    given, else ``$BENIFUL_RESULTS``, else ``<checkout>/results``, else ``./results``."""
     return _resolve(root, "BENIFUL_RESULTS", "results", Path("results"))
 
 

@@ -78,20 +78,10 @@ PROFILES: Registry[Profile] = Registry("profile")
 
 
 def register(profile: Profile) -> Profile:
-    """Add a profile, after which :func:`get`, ``zoo.get(profile=...)`` and the notebooks accept its name.
-
-    Args:
-        profile: the profile, registered under ``profile.name``.
-
-    Returns:
-        ``profile``.
-
-    Raises:
-        ValueError: a profile of that name (in any ``-``/``_`` spelling) is already registered.
-    """
-    if not isinstance(profile, Profile):
-        raise TypeError(f"register() takes a Profile, got {type(profile).__name__}")
-    return PROFILES.add(profile.name, profile)
+    """Add ``profile`` under ``profile.name`` and return it: :func:`get`, ``zoo.get(profile=...)``
+    and the notebooks then accept the name. A name already taken (in any ``-``/``_`` spelling)
+    raises a ValueError; anything but a :class:`Profile` a TypeError."""
+    return PROFILES.add_spec(profile, Profile)
 
 
 register(Profile(
@@ -129,8 +119,8 @@ register(Profile(
 register(Profile(
     name="paper",
     description="GPU: BackdoorBench setting, PreAct-ResNet-18 (width 64), SGD 0.01 cosine, 100 epochs",
-    width=64,
     train=TrainConfig(epochs=100, batch_size=128, lr=0.01, crop_padding=4, hflip=True),
+    width=64,
     clean_fraction=0.05,
     dataset_train=MappingProxyType({"tiny-imagenet": {"epochs": 200}, "mnist5k": {"hflip": False}}),
     default_dataset="cifar10",

@@ -142,6 +142,24 @@ class Registry(Generic[T]):
         self._entries[key] = (name, entry)
         return entry
 
+    def add_spec(self, spec: T, spec_type: type) -> T:
+        """Register a spec object under its own ``spec.name`` (data sets, profiles).
+
+        Args:
+            spec: the spec; it must be an instance of ``spec_type``.
+            spec_type: the class every entry of this registry is.
+
+        Returns:
+            ``spec`` itself.
+
+        Raises:
+            TypeError: ``spec`` is of another type.
+            ValueError: the name (in any spelling) is already registered.
+        """
+        if not isinstance(spec, spec_type):
+            raise TypeError(f"register() takes a {spec_type.__name__}, got {type(spec).__name__}")
+        return self.add(spec.name, spec)  # type: ignore[attr-defined]
+
     def register(self, name: str) -> Callable[[T], T]:
         """Decorator form of :meth:`add`: ``@ATTACKS.register("badnets")`` above a class.
 
@@ -179,18 +197,8 @@ class Registry(Generic[T]):
         return sorted(spelling for spelling, _ in self._entries.values())
 
     def canonical(self, name: str) -> str:
-        """The registered spelling of ``name`` (``"Tiny_ImageNet"`` -> ``"tiny-imagenet"``).
-
-        Args:
-            name: a name in any spelling.
-
-        Returns:
-            The name as registered.
-
-        Raises:
-            TypeError: ``name`` is not a string.
-            ValueError: no entry has that name; the message lists the valid ones.
-        """
+        """The registered spelling of ``name`` (``"Tiny_ImageNet"`` -> ``"tiny-imagenet"``); an unknown
+        name raises as :meth:`get` does."""
         return self._lookup(name)[0]
 
     def get(self, name: str) -> T:

@@ -268,6 +268,21 @@ def check_layer(model: nn.Module, layer: str) -> nn.Module:
         ) from None
 
 
+def check_positive_int(value: object, name: str) -> int:
+    """``value`` as an int when it is an integer >= 1 (``True`` is not one); else a ValueError naming it.
+
+    Args:
+        value: the value to check.
+        name: the parameter's name, for the message.
+
+    Returns:
+        ``value``.
+    """
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
 def check_fraction(value: float, name: str, low_open: bool = True, high_open: bool = False) -> float:
     """Validate a share or rate.
 

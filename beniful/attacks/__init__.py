@@ -6,13 +6,7 @@ from .registry import ATTACKS
 from . import badnets, blended, iad, sig, wanet  # noqa: F401  (register)
 
 
-def build(name: str, **kwargs) -> Attack:
-    """Build an attack by name; unknown names raise a ValueError listing the valid ones."""
-    return ATTACKS.build(name, **kwargs)
-
-
-def available() -> list[str]:
-    return ATTACKS.available()
-
+#: ``attacks.build(name, **params)`` and ``attacks.available()``: the registry's own (:class:`beniful.registry.Registry`)
+build, available = ATTACKS.build, ATTACKS.available
 
 __all__ = ["Attack", "ATTACKS", "build", "available"]

@@ -15,9 +15,7 @@ class BadNets(Attack):
     """``patch_size`` x ``patch_size`` square of value ``value`` at ``position`` (BackdoorBench: 3x3 white, bottom-right).
 
     Args:
-        target: the target class every triggered input is sent to.
-        rate: share of the training set's size that is poisoned, in (0, 1).
-        seed: seeds the choice of poisoned samples.
+        target, rate, seed: as for every :class:`~beniful.attacks.base.Attack`.
         patch_size: side of the square patch in pixels.
         value: the patch's pixel value in [0, 1] (1 = white), on every channel.
         position: the corner: ``bottom_right``, ``bottom_left``, ``top_right`` or ``top_left``.

@@ -90,9 +90,7 @@ class IAD(Attack):
     decay of the generator's learning rate; 1 = constant) are our own choices.
 
     Args:
-        target: the target class every triggered input is sent to.
-        rate: share of the training set's size that is poisoned, in (0, 1).
-        seed: seeds the choice of poisoned samples.
+        target, rate, seed: as for every :class:`~beniful.attacks.base.Attack`.
         cross_rate: share of each training batch in cross mode (another input's trigger, true
             label), in [0, 1); ``rate + cross_rate`` must stay below 1.
         mask_density: the share of pixels a mask may cover before the norm loss acts, in (0, 1].

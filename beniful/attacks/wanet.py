@@ -20,9 +20,7 @@ class WaNet(Attack):
     """Warping-based trigger with noise mode (see the module docstring).
 
     Args:
-        target: the target class every triggered input is sent to.
-        rate: share of the training set's size that is poisoned, in (0, 1).
-        seed: seeds the choice of poisoned samples.
+        target, rate, seed: as for every :class:`~beniful.attacks.base.Attack`.
         k: side of the random control grid (>= 2).
         s: strength of the warp (positive); the field moves a pixel by about ``s / 2`` pixels.
         cross_ratio: noise-mode samples per poisoned sample in each training batch (>= 0).

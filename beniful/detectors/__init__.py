@@ -6,29 +6,7 @@ from .base import Detector
 from .registry import DETECTORS
 
 
-def build(name: str, **kwargs) -> Detector:
-    """Build a detector by name.
-
-    Args:
-        name: one of :func:`available` (``-`` and ``_`` are interchangeable).
-        **kwargs: the detector's parameters.
-
-    Returns:
-        An unfitted detector.
-
-    Raises:
-        ValueError: unknown name (the message lists the valid ones) or an invalid parameter.
-    """
-    return DETECTORS.build(name, **kwargs)
-
-
-def available() -> list[str]:
-    """The registered names, sorted.
-
-    Returns:
-        A list of names.
-    """
-    return DETECTORS.available()
-
+#: ``detectors.build(name, **params)`` and ``detectors.available()``: the registry's own (:class:`beniful.registry.Registry`)
+build, available = DETECTORS.build, DETECTORS.available
 
 __all__ = ["Detector", "DETECTORS", "build", "available"]

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from ..datasets import stratified_split
 from ..metrics import threshold_at_fpr
 from ..registry import Configurable
-from ..utils import as_images, as_tensors, batches, check_fraction, model_device, resolve_device
+from ..utils import as_images, as_tensors, batches, check_fraction, check_positive_int, model_device, resolve_device
 
 
 class Detector(Configurable):
@@ -46,8 +46,7 @@ class Detector(Configurable):
                  device: str = "auto", seed: int = 0, progress: bool = False) -> None:
         self.fpr = check_fraction(fpr, "fpr", high_open=True)
         self.calib_fraction = check_fraction(calib_fraction, "calib_fraction", high_open=True)
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        check_positive_int(batch_size, "batch_size")
         self.batch_size, self.device_name, self.seed, self.progress = batch_size, device, seed, progress
         self.model: nn.Module | None = None
         self.threshold: float | None = None

@@ -45,6 +45,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from ..utils import check_positive_int
 from .base import Detector
 from .registry import DETECTORS
 
@@ -69,20 +70,25 @@ def amplified_copy(model: nn.Module, last: int, omega: float) -> nn.Module:
 
 @DETECTORS.register("ibd_psc")
 class IBDPSC(Detector):
-    """Mean confidence of BN-amplified copies in the original prediction; score = -log(1 - PSC)."""
+    """Mean confidence of BN-amplified copies in the original prediction; score = -log(1 - PSC).
+
+    Args:
+        n: amplified copies of the model (each one more BN layer amplified).
+        omega: the factor on the amplified BN layers' weight and bias (> 1).
+        xi: the clean error rate that picks the first amplified layer, in (0, 1).
+        **kwargs: the :class:`~beniful.detectors.base.Detector` parameters.
+    """
 
     name = "ibd_psc"
-    forward_passes = 6.0
 
     def __init__(self, n: int = 5, omega: float = 1.5, xi: float = 0.6, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-            raise ValueError(f"n must be a positive integer, got {n!r}")
+        self.n = check_positive_int(n, "n")
         if not isinstance(omega, (int, float)) or not math.isfinite(omega) or omega <= 1.0:
             raise ValueError(f"omega (the BN amplification factor) must be a finite number > 1, got {omega!r}")
         if not isinstance(xi, (int, float)) or not 0.0 < xi < 1.0:
             raise ValueError(f"xi (the clean error rate that picks the first layer) must be in (0, 1), got {xi!r}")
-        self.n, self.omega, self.xi = n, float(omega), float(xi)
+        self.omega, self.xi = float(omega), float(xi)
         self.forward_passes = 1.0 + n
         self.start: int | None = None           # k: the copies amplify the last k .. k+n-1 BN layers
         self.error_rates: dict[int, float] = {}  # clean error rate per number of amplified layers

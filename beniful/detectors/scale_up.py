@@ -70,7 +70,6 @@ class ScaleUp(Detector):
     """Scaled prediction consistency; score = SPC (optionally normalised with clean statistics)."""
 
     name = "scale_up"
-    forward_passes = 6.0
 
     def __init__(self, scales: Sequence[float] = (3, 5, 7, 9, 11), normalize: str = "none", **kwargs: Any) -> None:
         super().__init__(**kwargs)

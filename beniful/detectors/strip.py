@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..utils import check_positive_int
 from .base import Detector
 from .registry import DETECTORS
 
@@ -59,12 +60,10 @@ class STRIP(Detector):
     """Entropy of predictions on clean-image superimpositions; score = -mean entropy."""
 
     name = "strip"
-    forward_passes = 100.0
 
     def __init__(self, n_overlays: int = 100, alpha: float = 1.0, beta: float = 1.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if not isinstance(n_overlays, int) or isinstance(n_overlays, bool) or n_overlays < 1:
-            raise ValueError(f"n_overlays must be a positive integer, got {n_overlays!r}")
+        check_positive_int(n_overlays, "n_overlays")
         for nm, v in (("alpha", alpha), ("beta", beta)):
             if not isinstance(v, (int, float)) or not v > 0 or not math.isfinite(v):
                 raise ValueError(f"{nm} must be a positive finite number, got {v!r}")

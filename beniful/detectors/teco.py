@@ -54,7 +54,9 @@ images (CIFAR-10, GTSRB, Tiny ImageNet), where clean robustness is even across c
 """
 from __future__ import annotations
 
+import json
 import math
+from importlib import resources
 from typing import Any, Callable, Sequence
 
 import torch
@@ -284,41 +286,23 @@ def _arange(a: float, b: float, s: float) -> tuple[float, ...]:
     return tuple(a + i * s for i in range(n))
 
 
-#: severity tables, corruption -> parameter at severities 1..5
-PRESETS: dict[str, dict[str, tuple[Any, ...]]] = {
-    "imagenet-c": {
-        "gaussian_noise": (0.08, 0.12, 0.18, 0.26, 0.38),
-        "shot_noise": (60, 25, 12, 5, 3),
-        "impulse_noise": (0.03, 0.06, 0.09, 0.17, 0.27),
-        "speckle_noise": (0.15, 0.2, 0.35, 0.45, 0.6),
-        "gaussian_blur": (1, 2, 3, 4, 6),
-        "defocus_blur": ((3, 0.1), (4, 0.5), (6, 0.5), (8, 0.5), (10, 0.5)),
-        "glass_blur": ((0.7, 1, 2), (0.9, 2, 1), (1, 2, 3), (1.1, 3, 2), (1.5, 4, 2)),
-        "motion_blur": ((10, 3), (15, 5), (15, 8), (15, 12), (20, 15)),
-        "zoom_blur": (_arange(1, 1.11, 0.01), _arange(1, 1.16, 0.01), _arange(1, 1.21, 0.02),
-                      _arange(1, 1.26, 0.02), _arange(1, 1.31, 0.03)),
-        "brightness": (0.1, 0.2, 0.3, 0.4, 0.5),
-        "contrast": (0.4, 0.3, 0.2, 0.1, 0.05),
-        "pixelate": (0.6, 0.5, 0.4, 0.3, 0.25),
-        "jpeg_compression": (25, 18, 15, 10, 7),
-    },
-    "cifar-10-c": {
-        "gaussian_noise": (0.04, 0.06, 0.08, 0.09, 0.10),
-        "shot_noise": (500, 250, 100, 75, 50),
-        "impulse_noise": (0.01, 0.02, 0.03, 0.05, 0.07),
-        "speckle_noise": (0.06, 0.1, 0.12, 0.16, 0.2),
-        "gaussian_blur": (0.4, 0.6, 0.7, 0.8, 1.0),
-        "defocus_blur": ((0.3, 0.4), (0.4, 0.5), (0.5, 0.6), (1, 0.2), (1.5, 0.1)),
-        "glass_blur": ((0.05, 1, 1), (0.25, 1, 1), (0.4, 1, 1), (0.25, 1, 2), (0.4, 1, 2)),
-        "motion_blur": ((10, 1), (10, 1.5), (10, 2), (10, 2.5), (12, 3)),
-        "zoom_blur": (_arange(1, 1.06, 0.01), _arange(1, 1.11, 0.01), _arange(1, 1.16, 0.01),
-                      _arange(1, 1.21, 0.01), _arange(1, 1.26, 0.01)),
-        "brightness": (0.05, 0.1, 0.15, 0.2, 0.3),
-        "contrast": (0.75, 0.5, 0.4, 0.3, 0.15),
-        "pixelate": (0.95, 0.9, 0.85, 0.75, 0.65),
-        "jpeg_compression": (80, 65, 58, 50, 40),
-    },
-}
+def _preset_value(v: Any) -> Any:
+    """A severity parameter from the JSON table: lists become tuples, ``{"arange": [a, b, s]}`` a range."""
+    if isinstance(v, dict):
+        return _arange(*v["arange"])
+    if isinstance(v, list):
+        return tuple(_preset_value(x) for x in v)
+    return v
+
+
+def _load_presets() -> dict[str, dict[str, tuple[Any, ...]]]:
+    """The two severity tables (data, not code: ``teco_severities.json`` beside this module)."""
+    raw = json.loads(resources.files(__package__).joinpath("teco_severities.json").read_text())
+    return {preset: {name: _preset_value(v) for name, v in table.items()} for preset, table in raw["presets"].items()}
+
+
+#: severity tables, preset -> corruption -> parameter at severities 1..5 (ImageNet-C and CIFAR-10-C)
+PRESETS: dict[str, dict[str, tuple[Any, ...]]] = _load_presets()
 
 
 def corrupt(x: Tensor, name: str, severity: int, g: torch.Generator | None = None, preset: str = "imagenet-c") -> Tensor:
@@ -352,7 +336,6 @@ class TeCo(Detector):
     """Std over corruption types of the severity that first flips the prediction; score = that std."""
 
     name = "teco"
-    forward_passes = 1.0 + N_SEVERITIES * len(DEFAULT_CORRUPTIONS)
 
     def __init__(self, corruptions: Sequence[str] = DEFAULT_CORRUPTIONS, preset: str = "imagenet-c", **kwargs: Any) -> None:
         super().__init__(**kwargs)

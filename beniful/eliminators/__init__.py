@@ -6,29 +6,7 @@ from .base import Eliminator
 from .registry import ELIMINATORS
 
 
-def build(name: str, **kwargs) -> Eliminator:
-    """Build an eliminator by name.
-
-    Args:
-        name: one of :func:`available` (``-`` and ``_`` are interchangeable).
-        **kwargs: the eliminator's parameters.
-
-    Returns:
-        The eliminator.
-
-    Raises:
-        ValueError: unknown name (the message lists the valid ones) or an invalid parameter.
-    """
-    return ELIMINATORS.build(name, **kwargs)
-
-
-def available() -> list[str]:
-    """The registered names, sorted.
-
-    Returns:
-        A list of names.
-    """
-    return ELIMINATORS.available()
-
+#: ``eliminators.build(name, **params)`` and ``eliminators.available()``: the registry's own (:class:`beniful.registry.Registry`)
+build, available = ELIMINATORS.build, ELIMINATORS.available
 
 __all__ = ["Eliminator", "ELIMINATORS", "build", "available"]

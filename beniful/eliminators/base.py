@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from ..registry import Configurable
-from ..utils import as_images, as_tensors, resolve_device, seeded
+from ..utils import as_images, as_tensors, check_positive_int, resolve_device, seeded
 
 
 class Eliminator(Configurable):
@@ -43,8 +43,7 @@ class Eliminator(Configurable):
             raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
         if not lr > 0:
             raise ValueError(f"lr must be positive, got {lr!r}")
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        check_positive_int(batch_size, "batch_size")
         self.epochs, self.lr, self.batch_size = epochs, float(lr), batch_size
         self.device_name, self.seed, self.progress = device, seed, progress
         self.wall_seconds = float("nan")

@@ -274,8 +274,7 @@ class BeniFulEliminator(Eliminator):
                 loss.backward()
                 opt.step()
                 step += 1
-        model.eval()
-        return model
+        return model.eval()
 
     def _step_loss(self, model: nn.Module, frozen: nn.Module, vae: Any, xb: Tensor, yb: Tensor, x_s: Tensor,
                    y_s: Tensor, use_s: bool, use_t: bool, use_k: bool, g: torch.Generator) -> Tensor:

@@ -1,6 +1,6 @@
 """The cost table (table5): what the benchmarks measured, beside what each method's paper claims.
 
-BeniFul's practical edge is cost (issue 6): about one forward pass per input where STRIP needs
+BeniFul's practical edge is cost: about one forward pass per input where STRIP needs
 20-100, TeCo 76, SCALE-UP and IBD-PSC 6. The benchmark scripts (``benchmarks/bench_detection.py``,
 ``benchmarks/bench_elimination.py``) time every method in one run on one machine and write CSVs;
 this module only reads them, so the notebook stays fast and its numbers keep the provenance of the
@@ -28,7 +28,7 @@ PAPER_PASSES: dict[str, tuple[float, float, str]] = {
     "scale_up": (6, 6, "6"), "ibd_psc": (6, 6, "6"), "teco": (76, 76, "76"),
 }
 
-#: issue 6's CPU acceptance. BeniFul's throughput must be at least this multiple of the method's,
+#: our CPU target. BeniFul's throughput must be at least this multiple of the method's,
 #: each method at its paper's settings (``settings == "defaults"`` rows of the benchmark CSV)
 ACCEPTANCE: tuple[tuple[str, float], ...] = (("plain", 0.6), ("scale_up", 5.0), ("strip", 50.0))
 

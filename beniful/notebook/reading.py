@@ -9,14 +9,30 @@ from .. import paths
 __all__ = ["collect_results", "describe_provenance", "read_result"]
 
 
-def collect_results(root: str | os.PathLike | None = None) -> list[tuple[str, str, str, Any]]:
+#: tables of the development log (how defaults were chosen, by code that has changed since), shown
+#: on their own book page and never among the current results
+DEVELOPMENT_TABLES: tuple[str, ...] = ("elimination_defaults",)
+
+
+def collect_results(root: str | os.PathLike | None = None,
+                    include_development: bool = False) -> list[tuple[str, str, str, Any]]:
     """Every ``results/<profile>/<dataset>/<name>.csv`` as ``(profile, dataset, name, DataFrame)``,
-    quick profile first, then the others alphabetically."""
+    quick profile first, then the others alphabetically.
+
+    Args:
+        root: results root (default :func:`beniful.paths.results_root`).
+        include_development: also the development log's tables (:data:`DEVELOPMENT_TABLES`).
+
+    Returns:
+        The tables with where they come from.
+    """
     import pandas as pd
 
     base = paths.results_root(root)
     found = []
     for path in sorted(base.glob("*/*/*.csv")):
+        if not include_development and path.stem.startswith(DEVELOPMENT_TABLES):
+            continue
         profile, dataset = path.parent.parent.name, path.parent.name
         found.append((profile, dataset, path.stem, pd.read_csv(path)))
     return sorted(found, key=lambda t: (t[0] != "quick", t[0], t[1], t[2]))

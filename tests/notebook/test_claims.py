@@ -135,3 +135,11 @@ def test_one_thresholds_table_decides_claims_targets_and_checks(plant, tmp_path:
     t2 = pd.DataFrame({"detector": ["strip"], "attack": ["badnets"], "auroc": [0.6]})
     assert "STRIP detects BadNets (AUROC >= 0.5): yes" in nb.qualitative_detection(t2)
     assert set(nb.thresholds_table().columns) >= {"key", "bound", "source", "group"}
+
+
+def test_collect_results_keeps_the_development_log_apart(plant) -> None:
+    t1 = pd.DataFrame({"attack": ["none"], "acc": [0.9], "seed": [0]})
+    plant("quick", "mnist5k", "table1", t1)
+    plant("quick", "mnist5k", "elimination_defaults_labels", t1)
+    assert [n for _, _, n, _ in nb.collect_results()] == ["table1"]
+    assert [n for _, _, n, _ in nb.collect_results(include_development=True)] == ["elimination_defaults_labels", "table1"]

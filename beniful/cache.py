@@ -56,7 +56,7 @@ def config_key(config: dict[str, Any]) -> str:
     The cache format version is folded in, so a format change gives every entry a new key.
 
     Args:
-        config: the full configuration of what is cached (see :func:`canonical_json`).
+        config: the full configuration of what is cached (see ``canonical_json``).
 
     Returns:
         The first 20 hex digits of the SHA-256 of the canonical JSON.
@@ -160,7 +160,7 @@ def save(key: str, tensors: dict[str, Tensor], meta: dict[str, Any], kind: str =
         key: the entry's key (:func:`config_key`).
         tensors: the tensors to store (a model's ``state_dict``, for instance).
         meta: JSON-able configuration and metrics; ``key``, ``format`` and ``sha256`` are added.
-        kind: the sub-folder (see :func:`entry_paths`).
+        kind: the sub-folder (see ``entry_paths``).
 
     Returns:
         The path of the ``.safetensors`` file written.
@@ -184,7 +184,7 @@ def load(key: str, kind: str = "model") -> tuple[dict[str, Tensor], dict[str, An
 
     Args:
         key: the entry's key (:func:`config_key`).
-        kind: the sub-folder (see :func:`entry_paths`).
+        kind: the sub-folder (see ``entry_paths``).
 
     Returns:
         ``(tensors, meta)`` with the tensors on the CPU, or ``None``.
@@ -213,7 +213,7 @@ def remove(key: str, kind: str = "model") -> None:
 
     Args:
         key: the entry's key (:func:`config_key`).
-        kind: the sub-folder (see :func:`entry_paths`).
+        kind: the sub-folder (see ``entry_paths``).
     """
     for p in entry_paths(key, kind):
         p.unlink(missing_ok=True)

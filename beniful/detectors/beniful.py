@@ -98,7 +98,17 @@ class BeniFulDetector(Detector):
         a key made of the model's weights, the clean data, every parameter and the source of the
         detector: the notebooks fit the same detector on the same model many times (table2, fig2,
         fig3, fig4, table4 and each BeniFul repair), and a hit skips the VAE training. Nothing is
-        executed from the cache; a corrupt entry is refitted."""
+        executed from the cache; a corrupt entry is refitted.
+
+        Args:
+            model: the suspect classifier on images in [0, 1]; it is frozen in place, as in
+                :meth:`Detector.fit <beniful.detectors.base.Detector.fit>`.
+            clean: the defender's labelled clean data (an ``(x, y)`` tuple, a ``Dataset`` or a
+                ``DataLoader``).
+
+        Returns:
+            ``self``, fitted and calibrated; :attr:`from_cache` tells whether the fit was loaded.
+        """
         self.from_cache = False
         if not self.cache:
             return super().fit(model, clean)
@@ -166,7 +176,17 @@ class BeniFulDetector(Detector):
     # ------------------------------------------------------------------ fit
     @torch.no_grad()
     def middle_features(self, x: Tensor) -> Tensor:
-        """``h(x)`` of the frozen suspect model, batched, on the detector's device."""
+        """``h(x)`` of the frozen suspect model, batched, on the detector's device.
+
+        Args:
+            x: float images in [0, 1], ``N x C x H x W`` (on any device).
+
+        Returns:
+            The output of submodule ``layer``, ``N x C' x H' x W'``, on the detector's device.
+
+        Raises:
+            RuntimeError: the detector is not fitted.
+        """
         self._require_fit()
         out = [features.extract(self.model, self.layer, x[s].to(self.device)) for s in batches(len(x), self.batch_size)]
         return torch.cat(out)
@@ -275,6 +295,12 @@ class BeniFulDetector(Detector):
 
         Also records a threshold per signal (``thresholds``) so that one fitted detector serves the
         r / c / both ablation without refitting the VAE.
+
+        Args:
+            x_clean: held-out clean images in [0, 1], ``N x C x H x W``, not seen by the VAE.
+
+        Returns:
+            The threshold of the detector's own ``signal``.
         """
         sig = self.signals(x_clean)
         for k in ("r", "c"):

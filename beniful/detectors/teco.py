@@ -32,6 +32,11 @@ Approximations (documented, all per the formulas of Hendrycks & Dietterich, ICLR
   hue and saturation); on grayscale it is ``clip(x + c)``.
 - every corrupted image is rounded to the 8-bit grid, as the reference works on uint8 images.
 
+Every corruption function (the values of ``CORRUPTIONS``) has the signature ``(x, c, g)``: ``x`` a
+float batch ``N x C x H x W`` in [0, 1], ``c`` the severity's parameter (one entry of ``PRESETS``),
+``g`` the ``torch.Generator`` of its randomness, on ``x``'s device (deterministic ones ignore it).
+It returns the corrupted batch of the same shape, not yet clipped or rounded (``corrupt`` does both).
+
 Defaults and their sources:
 
 - severities 1..5 and "never flips" = 6: Algorithm 1 and Section 5.1.
@@ -92,7 +97,15 @@ def _conv_depthwise(x: Tensor, k: Tensor) -> Tensor:
 
 
 def gaussian_filter(x: Tensor, sigma: float) -> Tensor:
-    """Separable Gaussian blur (truncated at 4 sigma, edge-replicated borders like skimage's default)."""
+    """Separable Gaussian blur (truncated at 4 sigma, edge-replicated borders like skimage's default).
+
+    Args:
+        x: float images ``N x C x H x W``; each channel is blurred on its own.
+        sigma: the standard deviation in pixels; ``<= 0`` returns ``x`` unchanged.
+
+    Returns:
+        The blurred images, same shape.
+    """
     if sigma <= 0:
         return x
     r = max(1, int(math.ceil(4.0 * sigma)))
@@ -117,27 +130,75 @@ def _gather_shift(x: Tensor, dy: Tensor, dx: Tensor) -> Tensor:
 
 # ----------------------------------------------------------------------------- corruptions
 def gaussian_noise(x: Tensor, c: float, g: torch.Generator) -> Tensor:
+    """Additive Gaussian noise: ``x + c * N(0, 1)`` per pixel.
+
+    Args:
+        x, c, g: the images, the noise's standard deviation, the noise source.
+
+    Returns:
+        The noisy images.
+    """
     return x + c * torch.randn(x.shape, generator=g, device=x.device, dtype=x.dtype)
 
 
 def shot_noise(x: Tensor, c: float, g: torch.Generator) -> Tensor:
+    """Poisson (photon) noise: ``Poisson(c * x) / c``; fewer photons ``c`` = more noise.
+
+    Args:
+        x, c, g: the images (clamped to [0, 1] first), photons per unit intensity, the noise source.
+
+    Returns:
+        The noisy images.
+    """
     return torch.poisson(x.clamp(0, 1) * c, generator=g) / c
 
 
 def impulse_noise(x: Tensor, c: float, g: torch.Generator) -> Tensor:
+    """Salt-and-pepper noise: a share ``c`` of the values set to 1 or 0, half each.
+
+    Args:
+        x, c, g: the images, the corrupted share in [0, 1], the draw of the pixels.
+
+    Returns:
+        The images with their salt and pepper values.
+    """
     u = _rand(x.shape, g, x)
     return torch.where(u < c / 2, torch.ones_like(x), torch.where(u < c, torch.zeros_like(x), x))
 
 
 def speckle_noise(x: Tensor, c: float, g: torch.Generator) -> Tensor:
+    """Multiplicative noise: ``x + x * c * N(0, 1)``, strongest on bright pixels.
+
+    Args:
+        x, c, g: the images, the standard deviation of the factor, the noise source.
+
+    Returns:
+        The noisy images.
+    """
     return x + x * c * torch.randn(x.shape, generator=g, device=x.device, dtype=x.dtype)
 
 
 def gaussian_blur(x: Tensor, c: float, g: torch.Generator) -> Tensor:
+    """Gaussian blur (:func:`gaussian_filter`) at standard deviation ``c``.
+
+    Args:
+        x, c, g: the images, sigma in pixels, unused (deterministic).
+
+    Returns:
+        The blurred images.
+    """
     return gaussian_filter(x, c)
 
 
 def defocus_blur(x: Tensor, c: tuple[float, float], g: torch.Generator) -> Tensor:
+    """Defocus: convolution with an anti-aliased disk.
+
+    Args:
+        x, c, g: the images, ``(radius, alias_sigma)`` of the disk in pixels, unused.
+
+    Returns:
+        The blurred images.
+    """
     radius, alias = c
     r = int(math.ceil(radius)) + 2
     t = torch.arange(-r, r + 1, dtype=torch.float32, device=x.device)
@@ -149,6 +210,14 @@ def defocus_blur(x: Tensor, c: tuple[float, float], g: torch.Generator) -> Tenso
 
 
 def glass_blur(x: Tensor, c: tuple[float, int, int], g: torch.Generator) -> Tensor:
+    """Frosted glass: blur, ``iterations`` random local pixel gathers, blur again.
+
+    Args:
+        x, c, g: the images, ``(sigma, max_delta, iterations)``, the draw of the neighbours.
+
+    Returns:
+        The blurred, locally scrambled images.
+    """
     sigma, delta, iterations = c
     x = gaussian_filter(x, sigma)
     b, _, h, w = x.shape
@@ -163,6 +232,14 @@ def glass_blur(x: Tensor, c: tuple[float, int, int], g: torch.Generator) -> Tens
 
 
 def motion_blur(x: Tensor, c: tuple[int, float], g: torch.Generator) -> Tensor:
+    """Motion blur along a random angle in [-45, 45] degrees per image.
+
+    Args:
+        x, c, g: the images, ``(radius, sigma)`` of the one-sided kernel, the draw of the angles.
+
+    Returns:
+        The images smeared along their angle.
+    """
     radius, sigma = c
     width = 2 * int(radius) + 1
     t = torch.arange(width, dtype=torch.float32, device=x.device)
@@ -182,6 +259,14 @@ def motion_blur(x: Tensor, c: tuple[int, float], g: torch.Generator) -> Tensor:
 
 
 def zoom_blur(x: Tensor, c: Sequence[float], g: torch.Generator) -> Tensor:
+    """Zoom blur: the mean of the image and its centre zooms by each factor in ``c``.
+
+    Args:
+        x, c, g: the images, the zoom factors (>= 1), unused.
+
+    Returns:
+        The blurred images.
+    """
     out = x.clone()
     for z in c:
         theta = torch.tensor([[1.0 / z, 0.0, 0.0], [0.0, 1.0 / z, 0.0]], device=x.device, dtype=x.dtype)
@@ -191,6 +276,14 @@ def zoom_blur(x: Tensor, c: Sequence[float], g: torch.Generator) -> Tensor:
 
 
 def brightness(x: Tensor, c: float, g: torch.Generator) -> Tensor:
+    """Brighter: ``+c`` on the HSV value channel (plain ``x + c`` when not RGB).
+
+    Args:
+        x, c, g: the images, the brightness shift in [0, 1], unused.
+
+    Returns:
+        The brightened images, hue and saturation kept.
+    """
     if x.shape[1] != 3:
         return x + c
     v = x.max(1, keepdim=True).values
@@ -199,11 +292,27 @@ def brightness(x: Tensor, c: float, g: torch.Generator) -> Tensor:
 
 
 def contrast(x: Tensor, c: float, g: torch.Generator) -> Tensor:
+    """Lower contrast: each channel pulled towards its image mean by the factor ``c``.
+
+    Args:
+        x, c, g: the images, the factor in (0, 1] (1 = unchanged), unused.
+
+    Returns:
+        The images at the reduced contrast.
+    """
     m = x.mean((2, 3), keepdim=True)
     return (x - m) * c + m
 
 
 def pixelate(x: Tensor, c: float, g: torch.Generator) -> Tensor:
+    """Pixelation: area-downsample by the factor ``c``, then nearest-upsample back.
+
+    Args:
+        x, c, g: the images, the resize factor in (0, 1], unused.
+
+    Returns:
+        The blocky images, same size.
+    """
     h, w = x.shape[-2:]
     small = F.interpolate(x, size=(max(1, int(h * c)), max(1, int(w * c))), mode="area")
     return F.interpolate(small, size=(h, w), mode="nearest")
@@ -247,6 +356,14 @@ def _jpeg_plane(p: Tensor, table: Tensor) -> Tensor:
 
 
 def jpeg_compression(x: Tensor, c: float, g: torch.Generator) -> Tensor:
+    """Baseline JPEG at quality ``c`` (see the module docstring); RGB goes via YCbCr 4:2:0.
+
+    Args:
+        x, c, g: the images (clamped to [0, 1] first), the IJG quality in 1..100, unused.
+
+    Returns:
+        The decoded images (other channel counts: each plane as luma).
+    """
     v = x.clamp(0, 1) * 255.0
     if x.shape[1] != 3:
         return torch.stack([_jpeg_plane(v[:, i], _quant_table(_LUMA, c)) for i in range(x.shape[1])], 1) / 255.0
@@ -306,7 +423,21 @@ PRESETS: dict[str, dict[str, tuple[Any, ...]]] = _load_presets()
 
 
 def corrupt(x: Tensor, name: str, severity: int, g: torch.Generator | None = None, preset: str = "imagenet-c") -> Tensor:
-    """Apply corruption ``name`` at ``severity`` (1..5) to a batch in [0, 1]; result on the 8-bit grid."""
+    """Apply corruption ``name`` at ``severity`` (1..5) to a batch in [0, 1]; result on the 8-bit grid.
+
+    Args:
+        x: float images ``N x C x H x W`` in [0, 1].
+        name: a key of ``CORRUPTIONS``.
+        severity: 1 (mildest) to 5.
+        g: the generator of the corruption's randomness, on ``x``'s device; default one seeded with 0.
+        preset: the severity table, a key of :data:`PRESETS` (``"imagenet-c"`` or ``"cifar-10-c"``).
+
+    Returns:
+        The corrupted images, clipped to [0, 1] and rounded to multiples of 1/255.
+
+    Raises:
+        ValueError: an unknown ``name`` or ``preset``, or a severity outside 1..5.
+    """
     if name not in CORRUPTIONS:
         raise ValueError(f"unknown corruption {name!r}; valid: {', '.join(sorted(CORRUPTIONS))}")
     if preset not in PRESETS:
@@ -320,14 +451,28 @@ def corrupt(x: Tensor, name: str, severity: int, g: torch.Generator | None = Non
 
 
 def first_flip(changed: Tensor) -> Tensor:
-    """[..., S] bool (prediction differs at severity 1..S) -> lowest flipping severity, S+1 if none."""
+    """[..., S] bool (prediction differs at severity 1..S) -> lowest flipping severity, S+1 if none.
+
+    Args:
+        changed: boolean ``[..., S]``; entry ``s - 1`` says whether severity ``s`` changed the prediction.
+
+    Returns:
+        Long tensor ``[...]`` with values in 1..S+1.
+    """
     s = changed.shape[-1]
     idx = torch.arange(1, s + 1, device=changed.device).expand_as(changed)
     return torch.where(changed, idx, torch.full_like(idx, s + 1)).min(-1).values
 
 
 def deviation(levels: Tensor) -> Tensor:
-    """Population standard deviation over the last dimension (the released code's ``np.std``)."""
+    """Population standard deviation over the last dimension (the released code's ``np.std``).
+
+    Args:
+        levels: first-flip severities ``[..., K]``, one per corruption type (:func:`first_flip`).
+
+    Returns:
+        Float tensor ``[...]``: the TeCo score.
+    """
     return levels.float().std(-1, unbiased=False)
 
 
@@ -354,13 +499,27 @@ class TeCo(Detector):
         self._gen: torch.Generator | None = None
 
     def score(self, x: Any) -> Tensor:
-        """As the base class; the corruption noise is re-seeded per call so scores are reproducible."""
+        """As the base class; the corruption noise is re-seeded per call so scores are reproducible.
+
+        Args:
+            x: images in [0, 1] in any form the base class's ``score`` accepts.
+
+        Returns:
+            Float tensor ``[N]`` on the CPU: the std of the first-flip severities.
+        """
         if self.model is not None:
             self._gen = torch.Generator(device=self.device).manual_seed(self.seed)
         return super().score(x)
 
     def levels(self, x: Tensor) -> Tensor:
-        """[B, K] lowest severity (1..5, 6 = never) at which each corruption flips the prediction."""
+        """[B, K] lowest severity (1..5, 6 = never) at which each corruption flips the prediction.
+
+        Args:
+            x: one batch of float images in [0, 1], ``B x C x H x W``, on the detector's device.
+
+        Returns:
+            Long tensor ``[B, K]``, the K corruptions in the order of ``corruptions``.
+        """
         assert self.model is not None
         if self._gen is None:
             self._gen = torch.Generator(device=x.device).manual_seed(self.seed)

@@ -198,7 +198,17 @@ class Registry(Generic[T]):
 
     def canonical(self, name: str) -> str:
         """The registered spelling of ``name`` (``"Tiny_ImageNet"`` -> ``"tiny-imagenet"``); an unknown
-        name raises as :meth:`get` does."""
+        name raises as :meth:`get` does.
+
+        Args:
+            name: a name in any case, with ``-`` or ``_``.
+
+        Returns:
+            The spelling the entry was registered under, for labels and cache keys.
+
+        Raises:
+            ValueError: no entry has that name (a non-string raises a TypeError), as in :meth:`get`.
+        """
         return self._lookup(name)[0]
 
     def get(self, name: str) -> T:

@@ -117,7 +117,8 @@ class ANP(Eliminator):
     def optimize_masks(self, model: nn.Module, x: Tensor, y: Tensor) -> dict[str, Tensor]:
         """Run ANP's min-max on ``model`` (unchanged on return); masks per BN layer name, on the CPU.
 
-        Called by :meth:`repair`, which sets the device and the generator this uses.
+        Called by :meth:`~beniful.eliminators.base.Eliminator.repair`, which sets the device and the
+        generator this uses.
 
         Args:
             model: the model, on the eliminator's device; its parameters are frozen during the

@@ -23,15 +23,15 @@ from .training import evaluate
 from .utils import batches, resolve_device
 from .case import Case
 
-__all__ = ["Case", "natural_mix", "detection_row", "elimination_split", "validation_split", "elimination_data",
+__all__ = ["natural_mix", "detection_row", "elimination_split", "validation_split", "elimination_data",
            "incoming_pool", "elimination_row", "repaired_key", "repaired_model", "SPLITS"]
 
 #: share of the test set that forms the unlabelled incoming pool (the rest is the evaluation half)
 POOL_FRACTION = 0.5
 #: share of the pool replaced by triggered copies of non-target images
 POOL_POISON_SHARE = 0.1
-#: where an elimination row is measured: the tables' ``"test"`` halves, or the ``"validation"``
-#: split (both parts inside the pool half) on which defaults are chosen
+#: the splits an elimination row can be measured on (the tables' ``"test"`` halves, or the
+#: ``"validation"`` split inside the pool half, on which defaults are chosen)
 SPLITS = ("test", "validation")
 
 
@@ -66,7 +66,7 @@ def detection_row(tm: Case, detector: str | detectors_mod.Detector, clean: Any =
         **kwargs: the detector's parameters, when built by name.
 
     Returns:
-        One row: the case's columns, AUROC and TPR at 5% FPR (continuous scores), the flag rates at
+        One row of the table as a dict, with the case's columns, AUROC and TPR at 5% FPR (continuous scores), the flag rates at
         the calibrated threshold, fit time, throughput and forward passes per input.
     """
     det = detectors_mod.build(detector, seed=tm.seed, **kwargs) if isinstance(detector, str) else detector
@@ -268,7 +268,7 @@ def elimination_row(tm: Case, eliminator: str | eliminators_mod.Eliminator, clea
         **kwargs: the eliminator's parameters, when built by name.
 
     Returns:
-        One row: the case's columns, the split, ACC/ASR after and before the repair, wall time and,
+        One row of the table as a dict, with the case's columns, the split, ACC/ASR after and before the repair, wall time and,
         for eliminators that mine the pool, how many inputs they called suspicious and how many of
         those were triggered (precision, recall).
     """

@@ -74,6 +74,7 @@ class Profile:
         return kw
 
 
+#: every profile :func:`get` knows, by name (:func:`register` adds one)
 PROFILES: Registry[Profile] = Registry("profile")
 
 

@@ -73,7 +73,7 @@ class Configurable:
     validation and normalisation, e.g. ``float(lr)``). ``params()`` returns all of them except the
     names in ``params_exclude``: those that do not change what the method computes (``device``,
     ``progress``) or that every consumer records beside ``params()`` anyway (``seed``; an attack's
-    ``target`` and ``rate``, which :meth:`Attack.config` adds). A subclass extends the set with
+    ``target`` and ``rate``, which :meth:`beniful.attacks.base.Attack.config` adds). A subclass extends the set with
     ``params_exclude = Base.params_exclude | {"name"}`` and may still override ``params`` (Blended
     records its user pattern by content).
     """

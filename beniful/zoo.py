@@ -167,7 +167,7 @@ def get(attack: str | Attack | None = "badnets", dataset: str | None = None, pro
 
     Args:
         attack: a name from ``attacks.available()``, ``"none"``/``None`` for the clean model, or an
-            :class:`Attack` object.
+            :class:`~beniful.attacks.base.Attack` object.
         dataset: a name from ``datasets.available()``; ``None``: the profile's default dataset.
         profile: a name from ``profiles.available()`` or a :class:`~beniful.profiles.Profile`.
         seed: seed of the poisoned indices, the initial weights and the data order.

@@ -5,6 +5,7 @@ Write the suspect classifier as ``f = g(h(x))`` with ``h`` the output of submodu
 1. Fit: a :class:`~beniful.vae.FeatureVAE` learns ``h(x)`` of the defender's clean data (the fit
    part; the base class keeps the rest for calibration). The suspect model stays frozen.
 2. Two signals per input (our reconstruction of the paper's description):
+
    - reconstruction distance ``r(x) = mse(h(x), h_hat(x))`` with ``h_hat = Dec(mu(Enc(h(x))))``,
      in channel-standardised feature units;
    - inference consistency ``c(x) = KL(softmax f(x) || softmax g(h_hat(x)))`` (or the
@@ -233,7 +234,7 @@ class BeniFulDetector(Detector):
         """Raw per-input signals (used by the eliminator and the figures).
 
         Args:
-            x: inputs in any form :meth:`score` accepts.
+            x: inputs in any form :meth:`~beniful.detectors.base.Detector.score` accepts.
 
         Returns:
             CPU tensors ``[N]``: ``r``, ``c``, the predictions ``pred`` = argmax f(x) and
@@ -281,7 +282,7 @@ class BeniFulDetector(Detector):
             signal: ``"r"``, ``"c"`` or ``"both"``; default the detector's own ``signal``.
 
         Returns:
-            The standardised score, comparable with :attr:`threshold` (or ``thresholds[signal]``).
+            The standardised score, comparable with ``threshold`` (or ``thresholds[signal]``).
         """
         signal = signal or self.signal
         if signal == "r":
@@ -315,7 +316,7 @@ class BeniFulDetector(Detector):
         """Scores of every signal choice from one pass over ``x`` (the r / c / both ablation).
 
         Args:
-            x: inputs in any form :meth:`score` accepts.
+            x: inputs in any form :meth:`~beniful.detectors.base.Detector.score` accepts.
 
         Returns:
             ``{"both": scores, "r": scores, "c": scores}``, float tensors ``[N]``.

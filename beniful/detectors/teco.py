@@ -44,7 +44,9 @@ from .base import Detector
 from .corruptions import CORRUPTIONS, DEFAULT_CORRUPTIONS, N_SEVERITIES, PRESETS, corrupt
 from .registry import DETECTORS
 
-__all__ = ["TeCo", "CORRUPTIONS", "PRESETS", "DEFAULT_CORRUPTIONS", "corrupt", "first_flip", "deviation"]
+# CORRUPTIONS, PRESETS, DEFAULT_CORRUPTIONS and corrupt are importable from here too (documented in
+# beniful.detectors.corruptions)
+__all__ = ["TeCo", "first_flip", "deviation"]
 
 
 def first_flip(changed: Tensor) -> Tensor:

@@ -57,7 +57,7 @@ def load_mnist5k() -> tuple[ImageDataset, ImageDataset]:
     """The embedded mnist5k: 4,000 train / 1,000 test, stratified (400 / 100 per class), fixed seed.
 
     Returns:
-        ``(train, test)``; use :func:`load` (``load("mnist5k")``), which also marks their source.
+        ``(train, test)``; use :func:`beniful.datasets.load` (``load("mnist5k")``), which also marks their source.
     """
     x, y = _read_mnist5k()
     x = torch.from_numpy(x).reshape(-1, 1, 28, 28)
@@ -107,7 +107,7 @@ class _SafeUnpickler(pickle.Unpickler):
 
 
 def safe_unpickle(path: Path) -> dict:
-    """Load one CIFAR python batch with :class:`_SafeUnpickler` (never plain ``pickle.load``).
+    """Load one CIFAR python batch with a restricted unpickler (``_SafeUnpickler``) (never plain ``pickle.load``).
 
     Args:
         path: the batch file.
@@ -140,10 +140,10 @@ def load_cifar10(root: str | os.PathLike | None = None) -> tuple[ImageDataset, I
     """CIFAR-10 (python version): 50,000 train / 10,000 test.
 
     Args:
-        root: the data folder holding ``cifar-10-batches-py`` (``None``: :func:`data_root`).
+        root: the data folder holding ``cifar-10-batches-py`` (``None``: :func:`beniful.datasets.data_root`).
 
     Returns:
-        ``(train, test)``; use :func:`load` (``load("cifar10")``), which also marks their source.
+        ``(train, test)``; use :func:`beniful.datasets.load` (``load("cifar10")``), which also marks their source.
 
     Raises:
         DatasetNotFoundError: a batch file is missing; the message names the download command.
@@ -227,10 +227,10 @@ def load_tiny_imagenet(root: str | os.PathLike | None = None) -> tuple[ImageData
     """Tiny ImageNet train (100,000) / val (10,000, used as the test set), labels in ``wnids.txt`` order.
 
     Args:
-        root: the data folder holding ``tiny-imagenet-200`` (``None``: :func:`data_root`).
+        root: the data folder holding ``tiny-imagenet-200`` (``None``: :func:`beniful.datasets.data_root`).
 
     Returns:
-        ``(train, test)``; use :func:`load` (``load("tiny-imagenet")``), which also marks their source.
+        ``(train, test)``; use :func:`beniful.datasets.load` (``load("tiny-imagenet")``), which also marks their source.
 
     Raises:
         DatasetNotFoundError: the folder is missing or not reorganised; the message names the

@@ -38,15 +38,44 @@ def cache_dir() -> Path:
 
 
 def canonical_json(obj: Any) -> str:
+    """One JSON text per value, whatever the dict order, so equal configurations hash equally.
+
+    Args:
+        obj: a JSON-able value; keys are sorted, separators have no spaces, and anything JSON
+            cannot encode (a ``Path``, a dtype) is written as its ``str``.
+
+    Returns:
+        The compact, key-sorted JSON text.
+    """
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
 
 
 def config_key(config: dict[str, Any]) -> str:
-    """Stable 20-hex-digit key of a JSON-able configuration (order-independent)."""
+    """Stable 20-hex-digit key of a JSON-able configuration (order-independent).
+
+    The cache format version is folded in, so a format change gives every entry a new key.
+
+    Args:
+        config: the full configuration of what is cached (see ``canonical_json``).
+
+    Returns:
+        The first 20 hex digits of the SHA-256 of the canonical JSON.
+    """
     return hashlib.sha256(canonical_json({"v": FORMAT_VERSION, **config}).encode()).hexdigest()[:20]
 
 
 def sha256_file(path: Path) -> str:
+    """SHA-256 of a file, read in 1 MiB chunks so a large tensor file is never held in memory twice.
+
+    Args:
+        path: the file to hash.
+
+    Returns:
+        The hex digest (64 characters).
+
+    Raises:
+        OSError: the file cannot be read.
+    """
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -74,25 +103,68 @@ def _atomic(path: Path, write) -> None:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temp file beside ``path``, fsync it and rename it over ``path``.
+
+    A reader (or a crash) never sees a half-written file; the parent folders are created.
+
+    Args:
+        path: the destination file.
+        data: its full new content.
+    """
     _atomic(path, lambda tmp: Path(tmp).write_bytes(data))
 
 
 def atomic_write_text(path: Path, text: str) -> None:
+    """Text form of :func:`atomic_write_bytes` (UTF-8).
+
+    Args:
+        path: the destination file.
+        text: its full new content.
+    """
     atomic_write_bytes(path, text.encode())
 
 
 def atomic_save_tensors(path: Path, tensors: dict[str, Tensor]) -> None:
+    """Save tensors as a safetensors file, atomically (as :func:`atomic_write_bytes`).
+
+    Args:
+        path: the destination ``.safetensors`` file.
+        tensors: name -> tensor; each is detached, moved to the CPU and made contiguous
+            first (safetensors needs that), so the caller's tensors are left untouched.
+    """
     clean = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
     _atomic(path, lambda tmp: save_file(clean, tmp))
 
 
 def entry_paths(key: str, kind: str = "model") -> tuple[Path, Path]:
+    """Where an entry's two files live: ``<cache>/<kind>/<key>.safetensors`` and ``.json``.
+
+    Args:
+        key: the entry's key (:func:`config_key`).
+        kind: the sub-folder, one per kind of cached object (``"model"`` for trained models).
+
+    Returns:
+        ``(tensor_path, meta_path)``; neither need exist.
+    """
     d = cache_dir() / kind
     return d / f"{key}.safetensors", d / f"{key}.json"
 
 
 def save(key: str, tensors: dict[str, Tensor], meta: dict[str, Any], kind: str = "model") -> Path:
-    """Write an entry atomically; returns the tensor file's path."""
+    """Write an entry atomically; returns the tensor file's path.
+
+    The tensors go first and the metadata (with their SHA-256) last, so an interrupted save
+    leaves no entry that :func:`load` would accept.
+
+    Args:
+        key: the entry's key (:func:`config_key`).
+        tensors: the tensors to store (a model's ``state_dict``, for instance).
+        meta: JSON-able configuration and metrics; ``key``, ``format`` and ``sha256`` are added.
+        kind: the sub-folder (see ``entry_paths``).
+
+    Returns:
+        The path of the ``.safetensors`` file written.
+    """
     tpath, mpath = entry_paths(key, kind)
     atomic_save_tensors(tpath, tensors)
     meta = {**meta, "key": key, "format": FORMAT_VERSION, "sha256": sha256_file(tpath)}
@@ -105,7 +177,18 @@ def _corrupt(path: Path, why: str) -> None:
 
 
 def load(key: str, kind: str = "model") -> tuple[dict[str, Tensor], dict[str, Any]] | None:
-    """Return ``(tensors, meta)`` for a verified entry, or ``None`` when missing or corrupt."""
+    """Return ``(tensors, meta)`` for a verified entry, or ``None`` when missing or corrupt.
+
+    A corrupt entry (unreadable metadata, a hash mismatch, unreadable tensors) raises no
+    error: it issues a :class:`CacheCorruptWarning` naming the file, so the caller rebuilds it.
+
+    Args:
+        key: the entry's key (:func:`config_key`).
+        kind: the sub-folder (see ``entry_paths``).
+
+    Returns:
+        ``(tensors, meta)`` with the tensors on the CPU, or ``None``.
+    """
     tpath, mpath = entry_paths(key, kind)
     if not mpath.is_file() or not tpath.is_file():
         return None
@@ -126,5 +209,11 @@ def load(key: str, kind: str = "model") -> tuple[dict[str, Tensor], dict[str, An
 
 
 def remove(key: str, kind: str = "model") -> None:
+    """Delete an entry's files (those that exist), so the next use rebuilds it.
+
+    Args:
+        key: the entry's key (:func:`config_key`).
+        kind: the sub-folder (see ``entry_paths``).
+    """
     for p in entry_paths(key, kind):
         p.unlink(missing_ok=True)

@@ -25,7 +25,7 @@ from . import paths
 from .registry import Registry
 
 __all__ = ["ImageDataset", "DatasetSpec", "DATASETS", "register", "get", "load", "available", "check_name",
-           "data_root", "DatasetNotFoundError", "UnsafePickleError", "INFO"]
+           "data_root", "stratified_split", "DatasetNotFoundError", "UnsafePickleError", "INFO"]
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -92,7 +92,7 @@ class ImageDataset(torch.utils.data.Dataset):
         return ImageDataset(self.data[idx], self.targets[idx], self.name, list(self.classes))
 
     def split(self, fraction: float, seed: int = 0) -> tuple["ImageDataset", "ImageDataset"]:
-        """Stratified split (:func:`stratified_split`).
+        """Stratified split (:func:`beniful.datasets.stratified_split`).
 
         Args:
             fraction: share of each class in the first part, in (0, 1).
@@ -133,7 +133,7 @@ def stratified_split(y: Tensor, fraction: float, seed: int) -> tuple[Tensor, Ten
 # ----------------------------------------------------------------------------------------------
 # The dataset registry: one spec per dataset, so a new one is a registration, not an edit here.
 
-#: what a dataset's loader returns: ``(train, test)``
+#: the loader's type (it returns ``(train, test)``)
 Loader = Callable[..., Tuple[ImageDataset, ImageDataset]]
 
 
@@ -187,6 +187,7 @@ class DatasetSpec:
         return out
 
 
+#: every data set :func:`load` knows, by name (:func:`register` adds one)
 DATASETS: Registry[DatasetSpec] = Registry("dataset")
 
 
@@ -261,7 +262,7 @@ class _InfoView(Mapping[str, Dict[str, Any]]):
         return len(DATASETS)
 
 
-#: backwards-compatible read-only view of the registry: ``INFO[name]["num_classes"]``; prefer :func:`get`
+#: a backwards-compatible read-only view of the registry (``INFO[name]["num_classes"]``); prefer :func:`get`
 INFO: Mapping[str, Dict[str, Any]] = _InfoView()
 
 

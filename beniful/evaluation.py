@@ -23,15 +23,15 @@ from .training import evaluate
 from .utils import batches, resolve_device
 from .case import Case
 
-__all__ = ["Case", "natural_mix", "detection_row", "elimination_split", "validation_split", "elimination_data",
+__all__ = ["natural_mix", "detection_row", "elimination_split", "validation_split", "elimination_data",
            "incoming_pool", "elimination_row", "repaired_key", "repaired_model", "SPLITS"]
 
 #: share of the test set that forms the unlabelled incoming pool (the rest is the evaluation half)
 POOL_FRACTION = 0.5
 #: share of the pool replaced by triggered copies of non-target images
 POOL_POISON_SHARE = 0.1
-#: where an elimination row is measured: the tables' ``"test"`` halves, or the ``"validation"``
-#: split (both parts inside the pool half) on which defaults are chosen
+#: the splits an elimination row can be measured on (the tables' ``"test"`` halves, or the
+#: ``"validation"`` split inside the pool half, on which defaults are chosen)
 SPLITS = ("test", "validation")
 
 
@@ -66,7 +66,7 @@ def detection_row(tm: Case, detector: str | detectors_mod.Detector, clean: Any =
         **kwargs: the detector's parameters, when built by name.
 
     Returns:
-        One row: the case's columns, AUROC and TPR at 5% FPR (continuous scores), the flag rates at
+        One row of the table as a dict, with the case's columns, AUROC and TPR at 5% FPR (continuous scores), the flag rates at
         the calibrated threshold, fit time, throughput and forward passes per input.
     """
     det = detectors_mod.build(detector, seed=tm.seed, **kwargs) if isinstance(detector, str) else detector
@@ -85,7 +85,15 @@ def detection_row(tm: Case, detector: str | detectors_mod.Detector, clean: Any =
 
 
 def elimination_split(test: ImageDataset, seed: int = 0) -> tuple[ImageDataset, ImageDataset]:
-    """(incoming pool half, evaluation half) of the test set, stratified and fixed by ``seed``."""
+    """(incoming pool half, evaluation half) of the test set, stratified and fixed by ``seed``.
+
+    Args:
+        test: the labelled test set.
+        seed: the case's seed; the same seed always gives the same halves.
+
+    Returns:
+        ``(pool, evaluation)``, disjoint subsets with ``POOL_FRACTION`` of each class in the pool.
+    """
     a, b = stratified_split(test.targets, POOL_FRACTION, seed + 104729)
     return test.subset(a), test.subset(b)
 
@@ -95,6 +103,12 @@ def validation_split(tm: Case) -> tuple[ImageDataset, ImageDataset]:
 
     The evaluation half of :func:`elimination_split` is never part of it, so defaults chosen here
     are not tuned on the numbers the tables report.
+
+    Args:
+        tm: the case (its ``test`` set and ``seed`` are read).
+
+    Returns:
+        ``(validation pool, validation evaluation)``, the two stratified quarters of the test set.
     """
     pool_half, _ = elimination_split(tm.test, tm.seed)
     a, b = stratified_split(pool_half.targets, 0.5, tm.seed + 2971)
@@ -102,7 +116,18 @@ def validation_split(tm: Case) -> tuple[ImageDataset, ImageDataset]:
 
 
 def elimination_data(tm: Case, split: str = "test") -> tuple[ImageDataset, ImageDataset]:
-    """(pool part, evaluation part) of ``split`` (:data:`SPLITS`) for the case."""
+    """(pool part, evaluation part) of ``split`` (:data:`SPLITS`) for the case.
+
+    Args:
+        tm: the case.
+        split: ``"test"`` (:func:`elimination_split`) or ``"validation"`` (:func:`validation_split`).
+
+    Returns:
+        ``(pool, evaluation)`` subsets of the case's test set.
+
+    Raises:
+        ValueError: an unknown ``split``.
+    """
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
     return elimination_split(tm.test, tm.seed) if split == "test" else validation_split(tm)
@@ -111,7 +136,17 @@ def elimination_data(tm: Case, split: str = "test") -> tuple[ImageDataset, Image
 def incoming_pool(tm: Case, pool: ImageDataset, poison_share: float = POOL_POISON_SHARE) -> tuple[Tensor, Tensor]:
     """Unlabelled incoming inputs: the pool's clean images with ``poison_share`` of its non-target
     images replaced by their triggered version. Returns (images, is_triggered) — the flag is for
-    evaluation only; defenses never see it."""
+    evaluation only; defenses never see it.
+
+    Args:
+        tm: the case (its ``attack`` and ``seed``); without an attack the pool stays clean.
+        pool: the pool part of the test set (:func:`elimination_data`).
+        poison_share: share of the pool's size to trigger, taken from the non-target images, in [0, 1].
+
+    Returns:
+        ``(x, is_triggered)``: float images in [0, 1], ``N x C x H x W`` (a copy when any is
+        triggered), and the boolean ``[N]`` flags.
+    """
     x, y = pool.tensors()
     is_trig = torch.zeros(len(x), dtype=torch.bool)
     if tm.attack is not None and poison_share > 0:
@@ -157,7 +192,19 @@ def repaired_model(tm: Case, elim: eliminators_mod.Eliminator, x_pool: Tensor, u
     share repaired models. On a hit ``elim.wall_seconds`` (and ``n_suspicious`` where the method
     has one) are restored from the entry, so cost columns still report the original repair.
     Repairs kept in forward hooks (FP), eliminators holding a pre-fitted detector and cases without
-    a ``key`` are not cached."""
+    a ``key`` are not cached.
+
+    Args:
+        tm: the case whose ``model`` is repaired with its ``clean`` data.
+        elim: the eliminator; on a cache hit its ``wall_seconds`` (and ``n_suspicious``,
+            ``suspicious_mask``) are set from the entry.
+        x_pool: the unlabelled incoming inputs (:func:`incoming_pool`).
+        use_cache: ``False`` always repairs and stores nothing.
+        split: whose pool ``x_pool`` is, ``"test"`` or ``"validation"`` (part of the key).
+
+    Returns:
+        The repaired model, in eval mode; ``tm.model`` is not modified.
+    """
     # a detector handed to the eliminator at build time is state the key cannot see: no caching
     # then. The one BeniFul fits itself is fitted anew per repair (kept in ``last_detector``, never
     # in ``detector``), so a reused instance stays cacheable.
@@ -221,7 +268,7 @@ def elimination_row(tm: Case, eliminator: str | eliminators_mod.Eliminator, clea
         **kwargs: the eliminator's parameters, when built by name.
 
     Returns:
-        One row: the case's columns, the split, ACC/ASR after and before the repair, wall time and,
+        One row of the table as a dict, with the case's columns, the split, ACC/ASR after and before the repair, wall time and,
         for eliminators that mine the pool, how many inputs they called suspicious and how many of
         those were triggered (precision, recall).
     """

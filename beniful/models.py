@@ -54,6 +54,14 @@ class PreActBlock(nn.Module):
             self.shortcut = nn.Conv2d(in_planes, planes, 1, stride, bias=False)
 
     def forward(self, x: Tensor) -> Tensor:
+        """BN-ReLU-conv twice, plus the identity (or the 1x1 projection of the activated input).
+
+        Args:
+            x: feature maps, ``N x in_planes x H x W``.
+
+        Returns:
+            ``N x planes x H / stride x W / stride`` (rounded up).
+        """
         out = F.relu(self.bn1(x))
         sc = self.shortcut(out) if self.shortcut is not None else x
         out = self.conv1(out)
@@ -88,6 +96,14 @@ class PreActResNet(nn.Module):
         return nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:
+        """Class logits of a batch of images.
+
+        Args:
+            x: float images ``N x in_channels x H x W`` (pixels in [0, 1] throughout this package).
+
+        Returns:
+            Logits, ``N x num_classes``.
+        """
         out = self.conv1(x)
         out = self.layer4(self.layer3(self.layer2(self.layer1(out))))
         out = self.flatten(self.avgpool(self.relu(self.bn(out))))

@@ -50,14 +50,26 @@ def _resolve(root: PathLike | None, var: str, in_checkout: str, fallback: Path) 
 
 
 def data_root(root: PathLike | None = None) -> Path:
-    """Folder of the on-disk data sets (CIFAR-10, Tiny ImageNet, Fashion-MNIST): ``root`` when given,
-    else ``$BENIFUL_DATA``, else ``<checkout>/data``, else ``./data``."""
+    """Folder of the on-disk data sets (CIFAR-10, Tiny ImageNet, Fashion-MNIST).
+
+    Args:
+        root: explicit folder, used as given (``~`` expanded).
+
+    Returns:
+        ``root`` when given, else ``$BENIFUL_DATA``, else ``<checkout>/data``, else ``./data``.
+    """
     return _resolve(root, "BENIFUL_DATA", "data", Path("data"))
 
 
 def results_root(root: PathLike | None = None) -> Path:
-    """Root of the tidy result tables (``<root>/<profile>/<dataset>/<name>.csv``): ``root`` when
-    given, else ``$BENIFUL_RESULTS``, else ``<checkout>/results``, else ``./results``."""
+    """Root of the tidy result tables (``<root>/<profile>/<dataset>/<name>.csv``).
+
+    Args:
+        root: an explicit root that overrides the environment and the checkout.
+
+    Returns:
+        ``root``, else ``$BENIFUL_RESULTS``, else ``<checkout>/results``, else ``./results`` (not created).
+    """
     return _resolve(root, "BENIFUL_RESULTS", "results", Path("results"))
 
 
@@ -77,7 +89,15 @@ def cache_root(root: PathLike | None = None) -> Path:
 
 def display_path(path: PathLike) -> str:
     """``path`` relative to the checkout when inside it, else its name: stable text for outputs
-    that nbval compares and that must not show a user's home folder."""
+    that nbval compares and that must not show a user's home folder.
+
+    Args:
+        path: a file or folder (relative paths are resolved against the current folder).
+
+    Returns:
+        The POSIX path relative to the checkout, e.g. ``"results/quick/mnist5k/table2.csv"``, or
+        the last component alone when outside any checkout.
+    """
     p = Path(path).resolve()
     root = repo_root()
     if root is not None:

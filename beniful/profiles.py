@@ -74,13 +74,25 @@ class Profile:
         return kw
 
 
+#: every profile :func:`get` knows, by name (:func:`register` adds one)
 PROFILES: Registry[Profile] = Registry("profile")
 
 
 def register(profile: Profile) -> Profile:
     """Add ``profile`` under ``profile.name`` and return it: :func:`get`, ``zoo.get(profile=...)``
     and the notebooks then accept the name. A name already taken (in any ``-``/``_`` spelling)
-    raises a ValueError; anything but a :class:`Profile` a TypeError."""
+    raises a ValueError; anything but a :class:`Profile` a TypeError.
+
+    Args:
+        profile: the new profile; its ``name`` is the key.
+
+    Returns:
+        ``profile`` itself, so a definition can be registered where it is written.
+
+    Raises:
+        ValueError: the name is already registered.
+        TypeError: ``profile`` is not a :class:`Profile`.
+    """
     return PROFILES.add_spec(profile, Profile)
 
 

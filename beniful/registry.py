@@ -73,7 +73,7 @@ class Configurable:
     validation and normalisation, e.g. ``float(lr)``). ``params()`` returns all of them except the
     names in ``params_exclude``: those that do not change what the method computes (``device``,
     ``progress``) or that every consumer records beside ``params()`` anyway (``seed``; an attack's
-    ``target`` and ``rate``, which :meth:`Attack.config` adds). A subclass extends the set with
+    ``target`` and ``rate``, which :meth:`beniful.attacks.base.Attack.config` adds). A subclass extends the set with
     ``params_exclude = Base.params_exclude | {"name"}`` and may still override ``params`` (Blended
     records its user pattern by content).
     """
@@ -198,7 +198,17 @@ class Registry(Generic[T]):
 
     def canonical(self, name: str) -> str:
         """The registered spelling of ``name`` (``"Tiny_ImageNet"`` -> ``"tiny-imagenet"``); an unknown
-        name raises as :meth:`get` does."""
+        name raises as :meth:`get` does.
+
+        Args:
+            name: a name in any case, with ``-`` or ``_``.
+
+        Returns:
+            The spelling the entry was registered under, for labels and cache keys.
+
+        Raises:
+            ValueError: no entry has that name (a non-string raises a TypeError), as in :meth:`get`.
+        """
         return self._lookup(name)[0]
 
     def get(self, name: str) -> T:

@@ -93,6 +93,14 @@ class Normalize(nn.Module):
         self.register_buffer("std", s.view(1, -1, 1, 1))
 
     def forward(self, x: Tensor) -> Tensor:
+        """Normalise a batch channel by channel.
+
+        Args:
+            x: float images in [0, 1], ``N x C x H x W`` with C = the number of means.
+
+        Returns:
+            ``(x - mean) / std``, same shape.
+        """
         return (x - self.mean) / self.std
 
 

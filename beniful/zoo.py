@@ -106,6 +106,16 @@ def data_fingerprint(train: ImageDataset, test: ImageDataset, dataset: str) -> s
 
     Without it, ``get(..., data=subset)`` would be cached under the same key as the full data set
     and a later call on the full data would silently load the subset's model.
+
+    Args:
+        train: the training split the model is trained on.
+        test: the test split it is evaluated on.
+        dataset: the data set's registered name (``"mnist5k"``, ...): the splits count as
+            unchanged when their ``source`` is ``"<dataset>/train"`` and ``"<dataset>/test"``.
+
+    Returns:
+        ``None``, or the first 20 hex digits of the SHA-256 of both splits' images, labels,
+        dtypes and shapes.
     """
     if train.source == f"{dataset}/train" and test.source == f"{dataset}/test":
         return None
@@ -157,7 +167,7 @@ def get(attack: str | Attack | None = "badnets", dataset: str | None = None, pro
 
     Args:
         attack: a name from ``attacks.available()``, ``"none"``/``None`` for the clean model, or an
-            :class:`Attack` object.
+            :class:`~beniful.attacks.base.Attack` object.
         dataset: a name from ``datasets.available()``; ``None``: the profile's default dataset.
         profile: a name from ``profiles.available()`` or a :class:`~beniful.profiles.Profile`.
         seed: seed of the poisoned indices, the initial weights and the data order.

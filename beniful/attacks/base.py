@@ -57,7 +57,7 @@ class Attack(Configurable):
 
         Returns:
             ``{"name", "target", "rate", "seed"}``, ``"version"`` when the class has a ``VERSION``,
-            and the trigger's :meth:`params`.
+            and the trigger's ``params()``.
         """
         out: dict[str, Any] = {"name": self.name, "target": self.target, "rate": self.rate, "seed": self.seed}
         if self.VERSION is not None:
@@ -112,7 +112,7 @@ class Attack(Configurable):
             x: float images ``N x C x H x W`` in [0, 1].
 
         Returns:
-            The triggered copy: same shape, values in [0, 1].
+            The triggered copy, of the same shape, with values in [0, 1].
 
         Raises:
             ValueError: images outside [0, 1], or of another shape than the trigger was built for.

@@ -62,6 +62,14 @@ class TriggerNet(nn.Module):
         self.out = nn.Conv2d(w + in_channels, out_channels, 3, 1, 1)
 
     def forward(self, x: Tensor) -> Tensor:
+        """Trigger logits at the input's resolution (the caller applies the sigmoid).
+
+        Args:
+            x: float images in [0, 1], ``N x C x H x W`` (any H, W; odd sizes are fine).
+
+        Returns:
+            Logits, ``N x out_channels x H x W``.
+        """
         h, w = x.shape[-2:]
         half = ((h + 1) // 2, (w + 1) // 2)
         z = self.dec(F.interpolate(self.enc(x), size=half, mode="nearest"))

@@ -5,6 +5,7 @@ Write the suspect classifier as ``f = g(h(x))`` with ``h`` the output of submodu
 1. Fit: a :class:`~beniful.vae.FeatureVAE` learns ``h(x)`` of the defender's clean data (the fit
    part; the base class keeps the rest for calibration). The suspect model stays frozen.
 2. Two signals per input (our reconstruction of the paper's description):
+
    - reconstruction distance ``r(x) = mse(h(x), h_hat(x))`` with ``h_hat = Dec(mu(Enc(h(x))))``,
      in channel-standardised feature units;
    - inference consistency ``c(x) = KL(softmax f(x) || softmax g(h_hat(x)))`` (or the
@@ -98,7 +99,17 @@ class BeniFulDetector(Detector):
         a key made of the model's weights, the clean data, every parameter and the source of the
         detector: the notebooks fit the same detector on the same model many times (table2, fig2,
         fig3, fig4, table4 and each BeniFul repair), and a hit skips the VAE training. Nothing is
-        executed from the cache; a corrupt entry is refitted."""
+        executed from the cache; a corrupt entry is refitted.
+
+        Args:
+            model: the suspect classifier on images in [0, 1]; it is frozen in place, as in
+                :meth:`Detector.fit <beniful.detectors.base.Detector.fit>`.
+            clean: the defender's labelled clean data (an ``(x, y)`` tuple, a ``Dataset`` or a
+                ``DataLoader``).
+
+        Returns:
+            ``self``, fitted and calibrated; :attr:`from_cache` tells whether the fit was loaded.
+        """
         self.from_cache = False
         if not self.cache:
             return super().fit(model, clean)
@@ -166,7 +177,17 @@ class BeniFulDetector(Detector):
     # ------------------------------------------------------------------ fit
     @torch.no_grad()
     def middle_features(self, x: Tensor) -> Tensor:
-        """``h(x)`` of the frozen suspect model, batched, on the detector's device."""
+        """``h(x)`` of the frozen suspect model, batched, on the detector's device.
+
+        Args:
+            x: float images in [0, 1], ``N x C x H x W`` (on any device).
+
+        Returns:
+            The output of submodule ``layer``, ``N x C' x H' x W'``, on the detector's device.
+
+        Raises:
+            RuntimeError: the detector is not fitted.
+        """
         self._require_fit()
         out = [features.extract(self.model, self.layer, x[s].to(self.device)) for s in batches(len(x), self.batch_size)]
         return torch.cat(out)
@@ -213,7 +234,7 @@ class BeniFulDetector(Detector):
         """Raw per-input signals (used by the eliminator and the figures).
 
         Args:
-            x: inputs in any form :meth:`score` accepts.
+            x: inputs in any form :meth:`~beniful.detectors.base.Detector.score` accepts.
 
         Returns:
             CPU tensors ``[N]``: ``r``, ``c``, the predictions ``pred`` = argmax f(x) and
@@ -261,7 +282,7 @@ class BeniFulDetector(Detector):
             signal: ``"r"``, ``"c"`` or ``"both"``; default the detector's own ``signal``.
 
         Returns:
-            The standardised score, comparable with :attr:`threshold` (or ``thresholds[signal]``).
+            The standardised score, comparable with ``threshold`` (or ``thresholds[signal]``).
         """
         signal = signal or self.signal
         if signal == "r":
@@ -275,6 +296,12 @@ class BeniFulDetector(Detector):
 
         Also records a threshold per signal (``thresholds``) so that one fitted detector serves the
         r / c / both ablation without refitting the VAE.
+
+        Args:
+            x_clean: held-out clean images in [0, 1], ``N x C x H x W``, not seen by the VAE.
+
+        Returns:
+            The threshold of the detector's own ``signal``.
         """
         sig = self.signals(x_clean)
         for k in ("r", "c"):
@@ -289,7 +316,7 @@ class BeniFulDetector(Detector):
         """Scores of every signal choice from one pass over ``x`` (the r / c / both ablation).
 
         Args:
-            x: inputs in any form :meth:`score` accepts.
+            x: inputs in any form :meth:`~beniful.detectors.base.Detector.score` accepts.
 
         Returns:
             ``{"both": scores, "r": scores, "c": scores}``, float tensors ``[N]``.

@@ -53,12 +53,31 @@ __all__ = ["IBDPSC", "bn_layers", "amplified_copy"]
 
 
 def bn_layers(model: nn.Module) -> list[tuple[str, _BatchNorm]]:
-    """The affine BatchNorm layers of ``model`` in registration order."""
+    """The affine BatchNorm layers of ``model`` in registration order.
+
+    Non-affine BN layers have no gamma or beta to amplify, so they are left out.
+
+    Args:
+        model: any module; BatchNorm 1d, 2d and 3d count.
+
+    Returns:
+        ``(qualified name, layer)`` pairs, first registered first (forward order for a
+        sequential model); empty when the model has none.
+    """
     return [(n, m) for n, m in model.named_modules() if isinstance(m, _BatchNorm) and m.affine]
 
 
 def amplified_copy(model: nn.Module, last: int, omega: float) -> nn.Module:
-    """A deep copy of ``model`` with gamma and beta of its last ``last`` BN layers multiplied by omega."""
+    """A deep copy of ``model`` with gamma and beta of its last ``last`` BN layers multiplied by omega.
+
+    Args:
+        model: the suspect model; never modified.
+        last: how many of the last affine BN layers (:func:`bn_layers`) to amplify, 0 to L.
+        omega: the factor on their weight and bias (IBD-PSC uses values > 1).
+
+    Returns:
+        The amplified copy, in eval mode.
+    """
     m = copy.deepcopy(model)
     layers = bn_layers(m)
     with torch.no_grad():
@@ -130,7 +149,17 @@ class IBDPSC(Detector):
 
     @torch.no_grad()
     def psc(self, x: Tensor) -> Tensor:
-        """The plain PSC value in [0, 1] for a batch (for inspection; ``score`` ranks by it)."""
+        """The plain PSC value in [0, 1] for a batch (for inspection; ``score`` ranks by it).
+
+        Args:
+            x: one batch of float images in [0, 1], ``N x C x H x W`` (a tensor; not batched further).
+
+        Returns:
+            CPU float tensor ``[N]``: the copies' mean softmax probability of the original prediction.
+
+        Raises:
+            RuntimeError: the detector is not fitted.
+        """
         self._require_fit()
         assert self.model is not None
         x = x.to(self.device)

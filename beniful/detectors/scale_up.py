@@ -60,7 +60,18 @@ NORMALIZE_MODES = ("none", "global", "class")
 
 
 def amplify(x: Tensor, scales: Sequence[float]) -> Tensor:
-    """All amplified copies of a batch: [B,C,H,W] -> [len(scales)*B, C,H,W], scale-major, in [0, 1]."""
+    """All amplified copies of a batch: [B,C,H,W] -> [len(scales)*B, C,H,W], scale-major, in [0, 1].
+
+    One tensor for all scales lets the model classify every copy in a single forward pass.
+
+    Args:
+        x: float images in [0, 1], ``B x C x H x W`` (un-normalised pixels, so clipping to
+            [0, 1] is the paper's "clip to the valid range").
+        scales: the amplification factors n (the detector uses values > 1).
+
+    Returns:
+        ``len(scales) * B x C x H x W``: rows ``i * B .. (i + 1) * B - 1`` are ``clip(scales[i] * x)``.
+    """
     s = torch.as_tensor(list(scales), dtype=x.dtype, device=x.device).view(-1, 1, 1, 1, 1)
     return (s * x[None]).clamp_(0.0, 1.0).flatten(0, 1)
 
@@ -88,7 +99,16 @@ class ScaleUp(Detector):
         self.global_stats: tuple[float, float] = (0.0, 1.0)
 
     def spc(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """(SPC in [0, 1], original predicted label) for a batch on ``self.device``."""
+        """(SPC in [0, 1], original predicted label) for a batch on ``self.device``.
+
+        Args:
+            x: one batch of float images in [0, 1], ``N x C x H x W``, already on ``self.device``;
+                the detector must be fitted.
+
+        Returns:
+            ``(spc, pred)``: float tensor ``[N]`` (share of scales that keep the prediction, in
+            steps of ``1/len(scales)``) and the long tensor ``[N]`` of the model's predictions on ``x``.
+        """
         assert self.model is not None
         pred = self.model(x).argmax(1)
         scaled = self.model(amplify(x, self.scales)).argmax(1).view(len(self.scales), len(x))

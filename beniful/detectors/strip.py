@@ -42,7 +42,17 @@ MAX_FORWARD = 4096
 
 
 def blend(x: Tensor, overlays: Tensor, alpha: float = 1.0, beta: float = 1.0) -> Tensor:
-    """Superimpose every overlay on every input: [B,C,H,W] x [N,C,H,W] -> [B,N,C,H,W] in [0, 1]."""
+    """Superimpose every overlay on every input: [B,C,H,W] x [N,C,H,W] -> [B,N,C,H,W] in [0, 1].
+
+    Args:
+        x: the inputs, float images in [0, 1], ``B x C x H x W``.
+        overlays: the clean overlay images, ``N x C x H x W``, same device and image shape.
+        alpha: weight of the input in the sum.
+        beta: weight of the overlay in the sum.
+
+    Returns:
+        ``clip(alpha * x[b] + beta * overlays[n], 0, 1)`` at index ``[b, n]``.
+    """
     return (alpha * x[:, None] + beta * overlays[None]).clamp_(0.0, 1.0)
 
 
@@ -50,7 +60,14 @@ def normalised_entropy(logits: Tensor) -> Tensor:
     """Shannon entropy (bits) of softmax(logits) along the last dimension (paper Eq. 2).
 
     Computed in float64 from log-probabilities so that very confident predictions keep distinct,
-    tiny entropies instead of all rounding to 0 and tying."""
+    tiny entropies instead of all rounding to 0 and tying.
+
+    Args:
+        logits: class logits, any shape ``[..., K]`` with the K classes last.
+
+    Returns:
+        Float64 entropies in bits, shape ``[...]``, in [0, log2 K].
+    """
     logp = F.log_softmax(logits.double(), dim=-1)
     return -(logp.exp() * logp).sum(-1) / math.log(2.0)
 
@@ -82,7 +99,18 @@ class STRIP(Detector):
         self.overlays = x[idx].to(self.device)
 
     def entropy(self, x: Tensor) -> Tensor:
-        """Mean entropy H over the overlays for each input of a batch (on ``self.device``)."""
+        """Mean entropy H over the overlays for each input of a batch (on ``self.device``).
+
+        Args:
+            x: one batch of float images in [0, 1], ``N x C x H x W``, on ``self.device``, of the
+                clean data's image shape; the detector must be fitted.
+
+        Returns:
+            Float64 tensor ``[N]`` of mean entropies in bits (low = likely triggered).
+
+        Raises:
+            ValueError: the image shape differs from the clean data's.
+        """
         assert self.model is not None and self.overlays is not None
         if x.shape[1:] != self.overlays.shape[1:]:
             raise ValueError(f"inputs have shape {tuple(x.shape[1:])} but the clean data had "

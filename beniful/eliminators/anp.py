@@ -54,7 +54,17 @@ __all__ = ["ANP", "NeuronPerturbation", "bn_layers"]
 
 
 def bn_layers(model: nn.Module) -> list[tuple[str, _BatchNorm]]:
-    """The affine BatchNorm layers of ``model`` (the neurons ANP masks), or a ValueError."""
+    """The affine BatchNorm layers of ``model`` (the neurons ANP masks), or a ValueError.
+
+    Args:
+        model: the model to repair; BatchNorm 1d, 2d and 3d with ``affine=True`` count.
+
+    Returns:
+        ``(qualified name, layer)`` pairs in registration order; never empty.
+
+    Raises:
+        ValueError: the model has no affine BatchNorm layer (ANP has no neuron to mask).
+    """
     layers = [(n, m) for n, m in model.named_modules() if isinstance(m, _BatchNorm) and m.affine]
     if not layers:
         raise ValueError(f"ANP masks BatchNorm channels, but {type(model).__name__} has no affine BatchNorm "
@@ -105,7 +115,24 @@ class ANP(Eliminator):
         self.pruned: list[tuple[str, int]] = []
 
     def optimize_masks(self, model: nn.Module, x: Tensor, y: Tensor) -> dict[str, Tensor]:
-        """Run ANP's min-max on ``model`` (unchanged on return); masks per BN layer name, on the CPU."""
+        """Run ANP's min-max on ``model`` (unchanged on return); masks per BN layer name, on the CPU.
+
+        Called by :meth:`~beniful.eliminators.base.Eliminator.repair`, which sets the device and the
+        generator this uses.
+
+        Args:
+            model: the model, on the eliminator's device; its parameters are frozen during the
+                optimisation and their ``requires_grad`` flags restored afterwards.
+            x: clean float images in [0, 1], ``N x C x H x W``, on the CPU (batches are drawn with
+                replacement).
+            y: their labels, long ``[N]``.
+
+        Returns:
+            ``{BN layer name: mask}``, each a float tensor ``[channels]`` in [0, 1].
+
+        Raises:
+            ValueError: the model has no affine BatchNorm layer.
+        """
         layers = bn_layers(model)
         hooks = [NeuronPerturbation(bn) for _, bn in layers]
         handles = [bn.register_forward_hook(h) for (_, bn), h in zip(layers, hooks)]

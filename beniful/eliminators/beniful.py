@@ -80,7 +80,17 @@ FORMS = ("a", "b", "c", "t", "a+t")
 
 
 def parse_form(form: str) -> frozenset[str]:
-    """``"a+t"`` -> {"a", "t"}; a ValueError names the valid terms."""
+    """``"a+t"`` -> {"a", "t"}; a ValueError names the valid terms.
+
+    Args:
+        form: one or more of the terms ``a``, ``b``, ``c``, ``t`` joined by ``+``, each at most once.
+
+    Returns:
+        The set of terms.
+
+    Raises:
+        ValueError: ``form`` is not a string, is empty, or names an unknown or repeated term.
+    """
     parts = form.split("+") if isinstance(form, str) else []
     if not parts or any(p not in TERMS for p in parts) or len(set(parts)) != len(parts):
         raise ValueError(f"unknown form {form!r}; use one or more of {', '.join(TERMS)} joined by '+' "
@@ -100,6 +110,17 @@ def estimate_trigger(x_s: Tensor, x_clean: Tensor, kind: str = "additive") -> Te
       additive: ``m = 0``) has ``std(x_s) = (1 - m) std(x)`` and ``mean(x_s) = (1 - m) mean(x) + m T``,
       so ``scale = clamp(std(x_s) / std(x), 0, 1)`` and ``shift = mean(x_s) - scale * mean(x)``.
       Pixels that barely vary on clean data (a digit's empty border) keep ``scale = 1``.
+
+    Args:
+        x_s: the suspicious inputs, float images in [0, 1], ``N_s x C x H x W`` (N_s >= 1).
+        x_clean: the defender's clean images, ``N x C x H x W`` (N >= 2), same device.
+        kind: ``"additive"`` or ``"affine"`` (see ``TRANSPLANTS``).
+
+    Returns:
+        ``[2, C, H, W]``: ``scale`` at index 0 and ``shift`` at index 1.
+
+    Raises:
+        ValueError: an unknown ``kind``.
     """
     mean_s, mean_c = x_s.mean(0), x_clean.mean(0)
     if kind == "additive":

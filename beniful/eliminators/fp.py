@@ -60,7 +60,24 @@ class ChannelMask:
 @torch.no_grad()
 def mean_channel_activation(model: nn.Module, module: nn.Module, x: Tensor, batch_size: int,
                             device: torch.device) -> Tensor:
-    """Mean over samples and positions of each channel of ``module``'s output (eval mode)."""
+    """Mean over samples and positions of each channel of ``module``'s output (eval mode).
+
+    Fine-Pruning prunes the channels that clean inputs leave dormant, so this is its ranking.
+
+    Args:
+        model: the network to run (put in eval mode).
+        module: the submodule of ``model`` whose output is read; it must output one tensor with
+            channels in dim 1 (``N x C x ...``).
+        x: clean float images in [0, 1], ``N x C x H x W`` (N >= 1; any device).
+        batch_size: images per forward pass.
+        device: where the model runs.
+
+    Returns:
+        Float tensor ``[channels]`` on the CPU.
+
+    Raises:
+        ValueError: the module's output is not a tensor with a channel dimension.
+    """
     total: Tensor | None = None
     store: list[Tensor] = []
 

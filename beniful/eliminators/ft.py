@@ -38,12 +38,37 @@ __all__ = ["FineTuning", "finetune", "check_nonneg", "check_int"]
 
 
 def check_nonneg(value: float, name: str) -> float:
+    """A hyperparameter that must be a number >= 0 (``bool`` is refused: ``True`` is no weight).
+
+    Args:
+        value: the value given.
+        name: the parameter's name, for the error message.
+
+    Returns:
+        ``value`` as a float.
+
+    Raises:
+        ValueError: ``value`` is not a real number >= 0 (NaN included).
+    """
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
         raise ValueError(f"{name} must be a non-negative number, got {value!r}")
     return float(value)
 
 
 def check_int(value: int, name: str, low: int = 0) -> int:
+    """A count (epochs, padding, steps) that must be an integer ``>= low``; ``2.0`` or ``True`` is refused.
+
+    Args:
+        value: the value given.
+        name: the parameter's name, for the error message.
+        low: the smallest valid value.
+
+    Returns:
+        ``value`` unchanged.
+
+    Raises:
+        ValueError: ``value`` is not an ``int`` or is below ``low``.
+    """
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
         raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
     return value
@@ -59,6 +84,27 @@ def finetune(model: nn.Module, x: Tensor, y: Tensor, *, epochs: int, lr: float, 
     ``extra_loss(xb)`` (optional) is called right after the forward pass on the (augmented) batch
     ``xb`` and its value is added to the cross-entropy; NAD uses it for its attention loss.
     Batches of one item are skipped (BatchNorm cannot normalise them in train mode).
+
+    Args:
+        model: the network, already on ``device``; only parameters with ``requires_grad`` are trained.
+        x: clean float images in [0, 1], ``N x C x H x W``, on the generator's device (the CPU).
+        y: their labels, long ``[N]``.
+        epochs: passes over ``(x, y)``; 0 (or fewer than 2 images) returns ``model`` untouched.
+        lr: the peak learning rate, annealed to 0 over all steps.
+        batch_size: images per step.
+        generator: the source of the shuffles and augmentations.
+        device: where each batch is moved.
+        momentum: SGD momentum.
+        weight_decay: SGD weight decay (L2).
+        crop_padding: zero padding of the random crop; 0 for no crop.
+        hflip: also flip images left-right at random.
+        nesterov: use Nesterov momentum.
+        extra_loss: ``batch -> scalar`` added to the cross-entropy, or ``None``.
+        progress: show a progress bar.
+        desc: the progress bar's label.
+
+    Returns:
+        ``model`` itself, fine-tuned, in eval mode.
     """
     n = len(x)
     if epochs == 0 or n < 2:

@@ -68,14 +68,38 @@ SOLVERS = ("fixed_point", "cg")
 
 
 def project_l2(delta: Tensor, bound: float) -> Tensor:
-    """Scale ``delta`` into the L2 ball of radius ``bound``."""
+    """Scale ``delta`` into the L2 ball of radius ``bound``.
+
+    Args:
+        delta: the perturbation, any shape (its norm is taken over all values).
+        bound: the radius C, > 0.
+
+    Returns:
+        ``delta`` itself when inside the ball (or zero), else ``delta`` rescaled to norm ``bound``.
+    """
     norm = float(delta.norm())
     return delta * min(1.0, bound / norm) if norm > 0 else delta
 
 
 def find_perturbation(model: nn.Module, x: Tensor, batch_size: int, lr: float, reg: float, bound: float,
                       device: torch.device, passes: int = 1) -> Tensor:
-    """Universal perturbation that maximises the CE w.r.t. the model's own predictions (Alg. 1, step 1)."""
+    """Universal perturbation that maximises the CE w.r.t. the model's own predictions (Alg. 1, step 1).
+
+    The ascent is unconstrained and the result is projected once, at the end, as the authors do.
+
+    Args:
+        model: the model being repaired (eval mode); its parameters are not updated here.
+        x: clean float images in [0, 1], ``N x C x H x W`` (labels are not needed).
+        batch_size: images per ascent step.
+        lr: SGD step size on ``delta`` (``pert_lr``).
+        reg: weight ``r`` of the ``||delta||^2`` penalty.
+        bound: the L2 radius C of the final projection.
+        device: where the model runs and ``delta`` lives.
+        passes: passes over ``x``.
+
+    Returns:
+        ``delta``, ``1 x C x H x W`` on ``device``, with L2 norm at most ``bound`` (detached).
+    """
     delta = torch.zeros((1,) + tuple(x.shape[1:]), device=device, requires_grad=True)
     opt = torch.optim.SGD([delta], lr=lr)
     for _ in range(passes):
@@ -94,7 +118,23 @@ def find_perturbation(model: nn.Module, x: Tensor, batch_size: int, lr: float, r
 def implicit_hypergradient(model: nn.Module, params: list[Tensor], delta: Tensor, xb: Tensor, yb: Tensor,
                            perturbed: Tensor, inner_lr: float, reg: float, K: int,
                            solver: str = "fixed_point") -> list[Tensor]:
-    """``dH/dtheta`` for the outer loss ``H = CE(f(x + delta*[perturbed]), y)`` at the inner fixed point ``delta``."""
+    """``dH/dtheta`` for the outer loss ``H = CE(f(x + delta*[perturbed]), y)`` at the inner fixed point ``delta``.
+
+    Args:
+        model: the model being repaired (eval mode).
+        params: the parameters theta to differentiate, as listed in the outer optimiser.
+        delta: the inner solution, ``1 x C x H x W`` (from :func:`find_perturbation`).
+        xb: one batch of clean images, ``B x C x H x W``, on the model's device.
+        yb: their labels, long ``[B]``.
+        perturbed: float ``[B]`` of 0/1: which images of the batch carry ``delta`` in ``H``.
+        inner_lr: the inner step ``a`` of ``Phi``.
+        reg: the inner regulariser ``r``.
+        K: fixed-point iterations, or conjugate-gradient steps with ``solver="cg"``.
+        solver: ``"fixed_point"`` (truncated Neumann series) or ``"cg"``.
+
+    Returns:
+        One gradient per entry of ``params``, same shapes (zeros where a parameter is unused).
+    """
     delta = delta.detach().requires_grad_(True)
     outer = F.cross_entropy(model(xb + delta * perturbed.view(-1, *([1] * (xb.ndim - 1)))), yb)
     *g_theta, g_delta = torch.autograd.grad(outer, [*params, delta], allow_unused=True)
@@ -166,11 +206,25 @@ class IBAU(Eliminator):
         self.perturbation: Tensor | None = None
 
     def passes_for(self, n: int) -> int:
-        """Passes over ``n`` clean images per round: one (the authors), or enough for ``min_steps`` steps."""
+        """Passes over ``n`` clean images per round: one (the authors), or enough for ``min_steps`` steps.
+
+        Args:
+            n: the number of clean images, >= 1.
+
+        Returns:
+            ``max(1, ceil(min_steps / steps per pass))``.
+        """
         return max(1, math.ceil(self.min_steps / math.ceil(n / self.batch_size)))
 
     def bound_for(self, shape: tuple[int, ...]) -> float:
-        """The L2 radius C: ``norm_bound`` or the authors' 10 scaled to ``d = prod(shape)`` values."""
+        """The L2 radius C: ``norm_bound`` or the authors' 10 scaled to ``d = prod(shape)`` values.
+
+        Args:
+            shape: one image's shape, ``(C, H, W)``.
+
+        Returns:
+            ``norm_bound`` when set, else ``10 * sqrt(d / 3072)`` (10 for 3 x 32 x 32).
+        """
         return self.norm_bound if self.norm_bound is not None else 10.0 * math.sqrt(math.prod(shape) / 3072)
 
     def _repair(self, model: nn.Module, x: Tensor, y: Tensor, pool: Tensor | None) -> nn.Module:

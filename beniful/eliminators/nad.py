@@ -40,7 +40,19 @@ __all__ = ["NAD", "attention_map", "attention_loss"]
 
 
 def attention_map(feature: Tensor, p: float = 2.0, eps: float = 1e-6) -> Tensor:
-    """NAD's attention ``A(F) = sum_c |F_c|^p``, flattened per sample and L2-normalised: ``N x (H*W)``."""
+    """NAD's attention ``A(F) = sum_c |F_c|^p``, flattened per sample and L2-normalised: ``N x (H*W)``.
+
+    Args:
+        feature: a layer's output, ``N x C x H x W`` (channels in dim 1).
+        p: the exponent on the channel magnitudes (NAD uses 2).
+        eps: added to the norm, so an all-zero map stays finite.
+
+    Returns:
+        The normalised maps, ``N x (H*W)``; the graph to ``feature`` is kept.
+
+    Raises:
+        ValueError: ``feature`` has fewer than 2 dimensions.
+    """
     if feature.ndim < 2:
         raise ValueError(f"attention needs features N x C x ..., got shape {tuple(feature.shape)}")
     am = feature.abs().pow(p).sum(1).flatten(1)
@@ -48,7 +60,19 @@ def attention_map(feature: Tensor, p: float = 2.0, eps: float = 1e-6) -> Tensor:
 
 
 def attention_loss(student: Tensor, teacher: Tensor, p: float = 2.0) -> Tensor:
-    """Mean squared distance between the normalised attention maps (NAD Eq. 1, authors' scale)."""
+    """Mean squared distance between the normalised attention maps (NAD Eq. 1, authors' scale).
+
+    Args:
+        student: the repaired model's feature at one layer, ``N x C x H x W``.
+        teacher: the fine-tuned teacher's feature at the same layer, same shape.
+        p: the attention exponent (see :func:`attention_map`).
+
+    Returns:
+        A scalar tensor (the mean over samples and positions), differentiable w.r.t. ``student``.
+
+    Raises:
+        ValueError: the two shapes differ.
+    """
     if student.shape != teacher.shape:
         raise ValueError(f"student and teacher features differ in shape: "
                          f"{tuple(student.shape)} vs {tuple(teacher.shape)}")

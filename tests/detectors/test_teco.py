@@ -7,6 +7,7 @@ import torch
 
 from baseline_planted import planted
 from beniful import detectors
+from beniful.detectors import corruptions as C
 from beniful.detectors import teco as T
 from beniful.metrics import auroc
 
@@ -37,7 +38,7 @@ def test_levels_follow_algorithm_1():
     # recompute the first corruption's levels by hand
     pred = p["model"](x).argmax(1)
     g = torch.Generator().manual_seed(0)
-    flips = torch.stack([p["model"](T.corrupt(x, "contrast", s, g)).argmax(1) != pred for s in range(1, 6)], 1)
+    flips = torch.stack([p["model"](C.corrupt(x, "contrast", s, g)).argmax(1) != pred for s in range(1, 6)], 1)
     assert torch.equal(lv[:, 0], T.first_flip(flips))
 
 
@@ -54,7 +55,7 @@ def test_corruptions_are_valid_images_that_worsen_with_severity(name, channels):
     g = torch.Generator().manual_seed(0)
     x = torch.rand(8, channels, 20, 20) * 0.6 + 0.2
     x[:, :, 5:12, 5:12] = 0.95
-    out = {s: T.corrupt(x, name, s, g) for s in (1, 5)}
+    out = {s: C.corrupt(x, name, s, g) for s in (1, 5)}
     for s, o in out.items():
         assert o.shape == x.shape and float(o.min()) >= 0 and float(o.max()) <= 1
         assert torch.allclose(o * 255, (o * 255).round(), atol=1e-3)     # on the 8-bit grid
@@ -64,7 +65,7 @@ def test_corruptions_are_valid_images_that_worsen_with_severity(name, channels):
 
 def test_brightness_keeps_hue_and_jpeg_is_near_lossless_at_high_quality():
     x = torch.tensor([0.2, 0.4, 0.1]).view(1, 3, 1, 1).expand(1, 3, 4, 4).contiguous()
-    b = T.brightness(x, 0.2, torch.Generator())
+    b = C.brightness(x, 0.2, torch.Generator())
     assert torch.allclose(b.max(1).values, torch.full((1, 4, 4), 0.6))   # HSV value + 0.2
     assert torch.allclose(b / b.max(1, keepdim=True).values, x / 0.4)     # same hue and saturation
     g = torch.Generator().manual_seed(0)
@@ -72,9 +73,9 @@ def test_brightness_keeps_hue_and_jpeg_is_near_lossless_at_high_quality():
     gray = torch.nn.functional.avg_pool2d(torch.nn.functional.pad(gray, (1, 1, 1, 1), mode="replicate"), 3, 1)
     tinted = (0.5 * gray + 0.5 * torch.rand(2, 3, 1, 1, generator=g) + 0.1).clamp(0, 1)  # smooth chroma
     for img in (gray, tinted):
-        assert float((T.jpeg_compression(img, 95, g) - img).abs().mean()) < 0.01
-        assert float((T.jpeg_compression(img, 5, g) - img).abs().mean()) > 0.03
-    d = T._dct_matrix(torch.device("cpu"))
+        assert float((C.jpeg_compression(img, 95, g) - img).abs().mean()) < 0.01
+        assert float((C.jpeg_compression(img, 5, g) - img).abs().mean()) > 0.03
+    d = C._dct_matrix(torch.device("cpu"))
     assert torch.allclose(d @ d.T, torch.eye(8), atol=1e-6)
 
 
@@ -88,6 +89,6 @@ def test_cost_and_bad_parameters():
     x = torch.rand(2, 1, 8, 8)
     for sev in (0, 6, 2.0):
         with pytest.raises(ValueError):
-            T.corrupt(x, "contrast", sev)
+            C.corrupt(x, "contrast", sev)
     with pytest.raises(ValueError):
-        T.corrupt(x, "snow", 1)
+        C.corrupt(x, "snow", 1)

@@ -23,13 +23,13 @@ from .detectors.beniful import SIGNALS, BeniFulDetector
 from .eliminators.beniful import FORMS, BeniFulEliminator
 from .case import Case
 from .evaluation import elimination_row, elimination_split, incoming_pool, natural_mix, repaired_model
-from .metrics import auroc, tpr_at_fpr
+from .metrics import auroc, detection_metrics
 from .training import evaluate
 from .utils import check_fraction, predict_logits
 
 __all__ = ["detection_by_signal",
            "detection_by_layer", "detection_by_clean_fraction", "elimination_by_form",
-           "elimination_by_clean_fraction", "backdoor_consistency", "signal_distributions", "detection_by_param",
+           "backdoor_consistency", "signal_distributions", "detection_by_param",
            "sensitivity_to_rate"]
 
 LAYERS = ("layer1", "layer2", "layer3", "layer4")
@@ -37,12 +37,6 @@ LAYERS = ("layer1", "layer2", "layer3", "layer4")
 
 def _as_list(tms: Case | Iterable[Case]) -> list[Case]:
     return [tms] if isinstance(tms, Case) else list(tms)
-
-
-def _detection_metrics(s_clean: Tensor, s_trig: Tensor, threshold: float) -> dict[str, float]:
-    return {"auroc": auroc(s_clean, s_trig), "tpr_at_5fpr": tpr_at_fpr(s_clean, s_trig, 0.05),
-            "flag_rate_clean": float((s_clean > threshold).float().mean()),
-            "flag_rate_triggered": float((s_trig > threshold).float().mean())}
 
 
 # ---------------------------------------------------------------------------------- detection
@@ -65,7 +59,7 @@ def detection_by_signal(tms: Case | Iterable[Case], layer: str = "layer3",
         sc, st = det.scores_by_signal(x_clean), det.scores_by_signal(x_trig)
         for sig in SIGNALS:
             rows.append({**tm.row(), "detector": "beniful", "layer": layer, "signal": sig,
-                         **_detection_metrics(sc[sig], st[sig], det.thresholds[sig])})
+                         **detection_metrics(sc[sig], st[sig], det.thresholds[sig])})
     return pd.DataFrame(rows)
 
 
@@ -113,7 +107,7 @@ def detection_by_clean_fraction(tms: Case | Iterable[Case],
             for sig in SIGNALS:
                 rows.append({**tm.row(), "detector": "beniful", "layer": layer, "signal": sig,
                              "clean_fraction": frac, "n_clean": len(clean),
-                             **_detection_metrics(sc[sig], st[sig], det.thresholds[sig])})
+                             **detection_metrics(sc[sig], st[sig], det.thresholds[sig])})
     return pd.DataFrame(rows)
 
 
@@ -155,34 +149,6 @@ def elimination_by_form(tms: Case | Iterable[Case], forms: Sequence[str] = FORMS
                                          **shared, **eliminator_kwargs)
                 row = elimination_row(tm, elim, split=split)
                 rows.append({**row, "layer": layer, "form": form, "lam": lam})
-    return pd.DataFrame(rows)
-
-
-def elimination_by_clean_fraction(tms: Case | Iterable[Case],
-                                  fractions: Sequence[float] = (0.01, 0.025, 0.05, 0.1), split: str = "test",
-                                  **eliminator_kwargs: Any) -> pd.DataFrame:
-    """ACC/ASR after BeniFul elimination with ``fraction`` of the training set as clean data.
-
-    Args:
-        tms: one case or several (e.g. from ``zoo.get``).
-        fractions: shares of the training set's size, each in (0, 1].
-        split: ``"validation"`` for the validation split, anything else for the evaluation half.
-        **eliminator_kwargs: passed to :class:`~beniful.eliminators.beniful.BeniFulEliminator`.
-
-    Returns:
-        One row per model and fraction, with ``clean_fraction`` and ``n_clean``.
-
-    Raises:
-        ValueError: a fraction outside (0, 1].
-    """
-    rows = []
-    for tm in _as_list(tms):
-        for frac in fractions:
-            check_fraction(frac, "clean fraction")
-            clean = tm.clean_data(fraction=frac)
-            elim = BeniFulEliminator(seed=tm.seed, **eliminator_kwargs)
-            row = elimination_row(tm, elim, clean=clean, split=split)
-            rows.append({**row, "clean_fraction": frac, "n_clean": len(clean)})
     return pd.DataFrame(rows)
 
 

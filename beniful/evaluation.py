@@ -18,7 +18,7 @@ from . import cache, sources
 from . import detectors as detectors_mod
 from . import eliminators as eliminators_mod
 from .datasets import ImageDataset, stratified_split
-from .metrics import auroc, tpr_at_fpr
+from .metrics import detection_metrics
 from .training import evaluate
 from .utils import batches, resolve_device
 from .case import Case
@@ -76,10 +76,7 @@ def detection_row(tm: Case, detector: str | detectors_mod.Detector, clean: Any =
     s_clean = det.score(x_clean)
     s_trig = det.score(x_trig)
     secs = time.time() - t0
-    return {**tm.row(), "detector": det.name, "auroc": auroc(s_clean, s_trig),
-            "tpr_at_5fpr": tpr_at_fpr(s_clean, s_trig, 0.05),
-            "flag_rate_clean": float((s_clean > det.threshold).float().mean()),
-            "flag_rate_triggered": float((s_trig > det.threshold).float().mean()),
+    return {**tm.row(), "detector": det.name, **detection_metrics(s_clean, s_trig, det.threshold),
             "fit_seconds": det.fit_seconds, "images_per_second": (len(x_clean) + len(x_trig)) / max(secs, 1e-9),
             "forward_passes": det.forward_passes}
 

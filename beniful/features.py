@@ -25,24 +25,11 @@ from torch import Tensor, nn
 
 from .utils import check_layer
 
-__all__ = ["extract", "run_substituted", "forward_with_reconstruction", "batched_tail_ok", "capture", "tail_fraction", "front_parameters",
-           "layer_names"]
+__all__ = ["extract", "run_substituted", "forward_with_reconstruction", "batched_tail_ok", "capture", "tail_fraction"]
 
 
 class _Stop(Exception):
     """Raised inside a hook to end a forward pass early once the middle feature is captured."""
-
-
-def layer_names(model: nn.Module) -> list[str]:
-    """All submodule names a ``layer`` argument may take (``""``, the model itself, excluded).
-
-    Args:
-        model: any classifier.
-
-    Returns:
-        The dotted names of ``model.named_modules()``, in registration order.
-    """
-    return [n for n, _ in model.named_modules() if n]
 
 
 def _first_tensor(out: object, layer: str) -> Tensor:
@@ -272,45 +259,3 @@ def tail_fraction(model: nn.Module, layer: str, x: Tensor) -> float:
         return 1.0
     after = sum(v for k, v in log[marks[0] + 1:] if k == "op")
     return after / total
-
-
-@torch.no_grad()
-def front_parameters(model: nn.Module, layer: str, x: Tensor) -> list[nn.Parameter]:
-    """Parameters of the modules that finish their forward pass no later than ``layer`` (the
-    layer itself included): the part ``h`` of ``f = g(h(x))``. Found from one pass on ``x[:1]``.
-
-    Args:
-        model: any classifier (run once in eval mode; its mode is restored).
-        layer: a submodule name as ``model.get_submodule`` takes it.
-        x: example inputs; only ``x[:1]`` is run.
-
-    Returns:
-        The parameters of the front part, each once, in the order their modules finish.
-    """
-    target = check_layer(model, layer)
-    done: list[nn.Module] = []
-    state = {"after": False}
-
-    def hook(m: nn.Module, _i: object, _o: object) -> None:
-        if not state["after"]:
-            done.append(m)
-        if m is target:
-            state["after"] = True
-
-    handles = [m.register_forward_hook(hook) for m in model.modules() if m is not model]
-    was_training = model.training
-    model.eval()
-    try:
-        model(x[:1])
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
-    seen: set[int] = set()
-    out: list[nn.Parameter] = []
-    for m in done:
-        for p in m.parameters(recurse=False):
-            if id(p) not in seen:
-                seen.add(id(p))
-                out.append(p)
-    return out

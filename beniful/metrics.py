@@ -105,16 +105,20 @@ def roc_curve(clean_scores: Tensor | np.ndarray, triggered_scores: Tensor | np.n
     return fpr, tpr
 
 
-def detection_metrics(clean_scores: Tensor | np.ndarray, triggered_scores: Tensor | np.ndarray, fpr: float = 0.05) -> dict[str, float]:
-    """AUROC and TPR at ``fpr`` in one call.
+def detection_metrics(clean_scores: Tensor, triggered_scores: Tensor, threshold: float | None = None) -> dict[str, float]:
+    """The detection columns of every table, from continuous scores.
 
     Args:
-        clean_scores: detector scores of clean inputs (a tensor or an array; higher = more likely
-            triggered).
+        clean_scores: detector scores of clean inputs (higher = more likely triggered).
         triggered_scores: scores of triggered inputs.
-        fpr: the operating point of the TPR.
+        threshold: the deployed decision threshold; with it the realised flag rates are added.
 
     Returns:
-        ``{"auroc": ..., "tpr_at_5fpr": ...}`` (the key reads ``tpr_at_<fpr>`` for another ``fpr``).
+        ``auroc`` and ``tpr_at_5fpr`` (threshold-free), plus ``flag_rate_clean`` and
+        ``flag_rate_triggered`` (the shares above ``threshold``) when a threshold is given.
     """
-    return {"auroc": auroc(clean_scores, triggered_scores), "tpr_at_5fpr" if fpr == 0.05 else f"tpr_at_{fpr}": tpr_at_fpr(clean_scores, triggered_scores, fpr)}
+    out = {"auroc": auroc(clean_scores, triggered_scores), "tpr_at_5fpr": tpr_at_fpr(clean_scores, triggered_scores, 0.05)}
+    if threshold is not None:
+        out["flag_rate_clean"] = float((_np(clean_scores) > threshold).mean())
+        out["flag_rate_triggered"] = float((_np(triggered_scores) > threshold).mean())
+    return out

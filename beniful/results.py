@@ -14,7 +14,7 @@ import pandas as pd
 from . import paths
 from .cache import atomic_write_text
 
-__all__ = ["results_dir", "write_table", "read_table", "provenance"]
+__all__ = ["results_dir", "write_table", "provenance"]
 
 
 def results_dir(profile: str, dataset: str, root: str | os.PathLike | None = None) -> Path:
@@ -65,19 +65,3 @@ def write_table(df: pd.DataFrame, profile: str, dataset: str, name: str,
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, df.to_csv(index=False, float_format="%.6g"))
     return path
-
-
-def read_table(profile: str, dataset: str, name: str, root: str | os.PathLike | None = None) -> pd.DataFrame | None:
-    """Read a table written by :func:`write_table`.
-
-    Args:
-        profile: profile name.
-        dataset: data set name.
-        name: table name.
-        root: results root; ``None`` resolves it.
-
-    Returns:
-        The table, or ``None`` when the file does not exist.
-    """
-    path = results_dir(profile, dataset, root) / f"{name}.csv"
-    return pd.read_csv(path) if path.is_file() else None

@@ -41,3 +41,13 @@ def test_bad_scores_rejected(clean, trig):
 def test_bad_fpr_rejected():
     with pytest.raises(ValueError, match="fpr"):
         metrics.threshold_at_fpr([1.0, 2.0], 1.5)
+
+
+def test_detection_metrics_are_the_tables_columns():
+    from beniful.metrics import detection_metrics
+
+    clean, trig = torch.tensor([0.1, 0.2, 0.3, 0.4]), torch.tensor([0.35, 0.5, 0.6])
+    free = detection_metrics(clean, trig)
+    assert set(free) == {"auroc", "tpr_at_5fpr"} and free["auroc"] == pytest.approx(11 / 12)
+    deployed = detection_metrics(clean, trig, threshold=0.33)
+    assert deployed["flag_rate_clean"] == pytest.approx(0.25) and deployed["flag_rate_triggered"] == 1.0

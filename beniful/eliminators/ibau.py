@@ -55,7 +55,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
+from tqdm import tqdm  # text bars: tqdm.auto warns "IProgress not found" in kernels without ipywidgets
 
 from ..utils import batches, check_fraction
 from .base import Eliminator

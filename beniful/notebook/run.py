@@ -7,7 +7,6 @@ value fails at once with the valid ones named, before a model is trained, and th
 from __future__ import annotations
 
 import os
-import warnings
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -162,10 +161,7 @@ def setup(profile: str = "quick", dataset: str | None = None, attacks: Any = Non
     ``DatasetNotFoundError`` naming the ``data_scripts`` command that downloads it.
 
     Process-wide state it changes, on purpose (a notebook kernel is one run): torch's thread count
-    when ``$BENIFUL_NUM_THREADS`` is set (:func:`set_threads`); a warning filter for tqdm's
-    "IProgress not found" (without ipywidgets tqdm warns once per kernel and falls back to text
-    bars; the warning would land in every notebook's stored, nbval-checked output); and, with
-    ``plot_style``, matplotlib's and seaborn's style (:func:`beniful.notebook.style.style`). The
+    when ``$BENIFUL_NUM_THREADS`` is set (:func:`set_threads`) and, with ``plot_style``, matplotlib's and seaborn's style (:func:`beniful.notebook.style.style`). The
     library itself changes none of these on import.
 
     Args:
@@ -190,7 +186,6 @@ def setup(profile: str = "quick", dataset: str | None = None, attacks: Any = Non
     seeds = _check_seeds(seed)
     dev = resolve_device(device)
     set_threads()
-    warnings.filterwarnings("ignore", message="IProgress not found")
     data = datasets.load(ds, root=paths.data_root()) if load_data else None
     if plot_style:
         from .style import style  # style reads HEADLINE from this module

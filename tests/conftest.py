@@ -1,10 +1,14 @@
 """Fixtures shared across test folders."""
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+from typing import Callable
+
 import pytest
 import torch
 
-from beniful import attacks, models
+from beniful import attacks, models, sources
 from beniful.datasets import ImageDataset
 from beniful.training import TrainConfig, train_classifier
 from beniful.case import defender_split
@@ -29,3 +33,19 @@ def tiny_badnets_tm() -> TrainedModel:
     clean = defender_split(train, pidx, 0.05, 0)
     return TrainedModel(model=model.eval(), attack=atk, test=test, clean=clean, train=train, poisoned=pidx, seed=0,
                         labels={"dataset": "mnist5k", "profile": "quick", "device": "cpu"}, key="tiny")
+
+
+@pytest.fixture
+def edited_package(tmp_path: Path) -> Callable[..., Path]:
+    """``edited_package(edits, folder)``: a copy of the package's source in ``tmp_path / folder`` with
+    ``edits`` (file -> text) appended, for pointing ``sources.PACKAGE_ROOT`` at real changed bytes."""
+
+    def make(edits: dict[str, str], folder: str = "copy") -> Path:
+        root = tmp_path / folder / "beniful"
+        shutil.copytree(sources.PACKAGE_ROOT, root, ignore=shutil.ignore_patterns("__pycache__"))
+        for name, text in edits.items():
+            with (root / name).open("a") as f:
+                f.write(text)
+        return root
+
+    return make

@@ -157,17 +157,7 @@ def test_subset_data_gets_its_own_cache_key(reference):
 
 
 
-def edited_package(base: Path, edits: dict[str, str]) -> Path:
-    """A copy of the package's source under ``base`` with ``edits`` (file -> text) appended."""
-    root = base / "beniful"
-    shutil.copytree(sources.PACKAGE_ROOT, root, ignore=shutil.ignore_patterns("__pycache__"))
-    for name, text in edits.items():
-        with (root / name).open("a") as f:
-            f.write(text)
-    return root
-
-
-def test_the_model_key_follows_the_code_that_makes_the_weights(tmp_path, monkeypatch):
+def test_the_model_key_follows_the_code_that_makes_the_weights(monkeypatch, edited_package):
     """An edit of an attack's source changes that attack's model key only; an edit of the training
     loop, the architectures or the attack base class changes every key; the same source in another
     folder changes none."""
@@ -178,14 +168,13 @@ def test_the_model_key_follows_the_code_that_makes_the_weights(tmp_path, monkeyp
         return {n: cache.config_key(zoo.model_config("mnist5k", a, TINY, 0)) for n, a in atks.items()}
 
     real = keys()
-    monkeypatch.setattr(sources, "PACKAGE_ROOT", edited_package(tmp_path / "same", {}))
+    monkeypatch.setattr(sources, "PACKAGE_ROOT", edited_package({}, "same"))
     assert keys() == real
-    monkeypatch.setattr(sources, "PACKAGE_ROOT", edited_package(tmp_path / "iad", {"attacks/iad.py": "\n# edit\n"}))
+    monkeypatch.setattr(sources, "PACKAGE_ROOT", edited_package({"attacks/iad.py": "\n# edit\n"}, "iad"))
     k = keys()
     assert k["iad"] != real["iad"] and k["badnets"] == real["badnets"] and k["none"] == real["none"]
     for edited in ("training.py", "models.py", "attacks/base.py"):
-        monkeypatch.setattr(sources, "PACKAGE_ROOT", edited_package(tmp_path / edited.replace("/", "_"),
-                                                                    {edited: "\n# edit\n"}))
+        monkeypatch.setattr(sources, "PACKAGE_ROOT", edited_package({edited: "\n# edit\n"}, edited.replace("/", "_")))
         k = keys()
         assert all(k[n] != real[n] for n in real), edited  # training imports the attack base class
 

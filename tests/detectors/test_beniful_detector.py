@@ -8,8 +8,6 @@ plain ``nn.Sequential`` addressed by index) with clear errors for bad layers and
 from __future__ import annotations
 
 import copy
-import shutil
-from pathlib import Path
 
 import pytest
 import torch
@@ -249,16 +247,8 @@ def test_cache_key_changes_with_model_data_and_parameters(tmp_path, monkeypatch)
 
 
 
-def _edited_package(base: Path, name: str) -> Path:
-    root = base / "beniful"
-    shutil.copytree(sources.PACKAGE_ROOT, root, ignore=shutil.ignore_patterns("__pycache__"))
-    with (root / name).open("a") as f:
-        f.write("\n# an edit\n")
-    return root
-
-
 @pytest.mark.parametrize("edited", ["vae.py", "features.py", "detectors/base.py", "utils.py"])
-def test_cache_key_follows_the_code_it_imports(tmp_path, monkeypatch, edited):
+def test_cache_key_follows_the_code_it_imports(tmp_path, monkeypatch, edited_package, edited):
     """A real edit of a module the detector imports (directly or not) gives a new key: a fit made by
     the old code is never loaded for the new one. Another detector's module leaves the key alone."""
     monkeypatch.setenv("BENIFUL_CACHE", str(tmp_path / "cache"))
@@ -266,9 +256,9 @@ def test_cache_key_follows_the_code_it_imports(tmp_path, monkeypatch, edited):
     x, y = data["clean"]
     det = BeniFulDetector(layer=MID, cache=True, **FAST)
     k = det.cache_key(data["model"], x, y)
-    monkeypatch.setattr(sources, "PACKAGE_ROOT", _edited_package(tmp_path / "other", "detectors/strip.py"))
+    monkeypatch.setattr(sources, "PACKAGE_ROOT", edited_package({"detectors/strip.py": "\n# an edit\n"}, "other"))
     assert det.cache_key(data["model"], x, y) == k
-    monkeypatch.setattr(sources, "PACKAGE_ROOT", _edited_package(tmp_path / "edited", edited))
+    monkeypatch.setattr(sources, "PACKAGE_ROOT", edited_package({edited: "\n# an edit\n"}, "edited"))
     assert det.cache_key(data["model"], x, y) != k
 
 

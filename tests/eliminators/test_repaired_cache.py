@@ -2,8 +2,6 @@
 reused; repairs that live in forward hooks (FP) and eliminators holding a fitted detector are not."""
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
 
 import pytest
 import torch
@@ -76,22 +74,14 @@ def test_a_reused_beniful_instance_stays_cacheable(tm, baseline_clean_model, bas
     assert cache.load(evaluation.repaired_key(other, given), kind="repaired") is None
 
 
-def _edited_package(base: Path, name: str) -> Path:
-    root = base / "beniful"
-    shutil.copytree(sources.PACKAGE_ROOT, root, ignore=shutil.ignore_patterns("__pycache__"))
-    with (root / name).open("a") as f:
-        f.write("\n# an edit\n")
-    return root
-
-
 @pytest.mark.parametrize("edited", ["vae.py", "features.py", "detectors/beniful.py", "eliminators/beniful.py",
                                     "eliminators/base.py"])
-def test_the_repaired_key_follows_the_code_the_eliminator_imports(tm, tmp_path, monkeypatch, edited):
+def test_the_repaired_key_follows_the_code_the_eliminator_imports(tm, monkeypatch, edited_package, edited):
     """BeniFul's repair depends on its detector, the VAE and the feature hooks through its imports:
     a real edit of any of them gives a new key, so no stale repair is loaded."""
     el = BeniFulEliminator(layer="stage1", device="cpu")
     key = evaluation.repaired_key(tm, el)
-    monkeypatch.setattr(sources, "PACKAGE_ROOT", _edited_package(tmp_path / "other", "attacks/iad.py"))
+    monkeypatch.setattr(sources, "PACKAGE_ROOT", edited_package({"attacks/iad.py": "\n# an edit\n"}, "other"))
     assert evaluation.repaired_key(tm, el) == key
-    monkeypatch.setattr(sources, "PACKAGE_ROOT", _edited_package(tmp_path / "edited", edited))
+    monkeypatch.setattr(sources, "PACKAGE_ROOT", edited_package({edited: "\n# an edit\n"}, "edited"))
     assert evaluation.repaired_key(tm, el) != key

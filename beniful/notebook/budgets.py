@@ -7,10 +7,10 @@ book's setup page lists every value below.
 """
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Sequence
 
 from .. import datasets
+from ..case import Case
 
 __all__ = ["QUICK_BUDGET", "NOTEBOOK_DEFAULTS", "QUICK_DETECTION_TEST_IMAGES", "LAYERS", "method_params",
            "detection_test_images", "test_subset", "kwargs_note"]
@@ -95,13 +95,13 @@ def detection_test_images(profile: str, n_test: int | None = None) -> int | None
     return QUICK_DETECTION_TEST_IMAGES if profile == "quick" else None
 
 
-def test_subset(tm: Any, n: int | None, seed: int = 0) -> Any:
+def test_subset(tm: Case, n: int | None, seed: int = 0) -> Case:
     """``tm`` with its test set cut to a stratified ``n`` images (unchanged when ``n`` is None or
     not smaller), so a detection row scores fewer inputs under the same protocol."""
     if n is None or n >= len(tm.test):
         return tm
     idx, _ = datasets.stratified_split(tm.test.targets, n / len(tm.test), seed + 7)
-    return dataclasses.replace(tm, test=tm.test.subset(idx))
+    return tm.replace(test=tm.test.subset(idx))
 
 
 def kwargs_note(kwargs: dict[str, dict[str, Any]]) -> str:

@@ -21,6 +21,7 @@ from torch import Tensor
 
 from .detectors.beniful import SIGNALS, BeniFulDetector
 from .eliminators.beniful import FORMS, BeniFulEliminator
+from . import method_defaults
 from .case import Case
 from .evaluation import elimination_row, elimination_split, incoming_pool, natural_mix, repaired_model
 from .metrics import auroc, detection_metrics
@@ -145,8 +146,9 @@ def elimination_by_form(tms: Case | Iterable[Case], forms: Sequence[str] = FORMS
             "detector": BeniFulDetector(layer=layer, seed=tm.seed, **detector_kwargs).fit(tm.model, tm.clean)}
         for form in forms:
             for lam in lams:
+                kw = method_defaults.merged("eliminators", "beniful", tm.dataset, eliminator_kwargs)
                 elim = BeniFulEliminator(layer=layer, form=form, lam=lam, seed=tm.seed, detector_kwargs=detector_kwargs,
-                                         **shared, **eliminator_kwargs)
+                                         **shared, **kw)
                 row = elimination_row(tm, elim, split=split)
                 rows.append({**row, "layer": layer, "form": form, "lam": lam})
     return pd.DataFrame(rows)
@@ -254,7 +256,8 @@ def backdoor_consistency(tms: Case | Iterable[Case], clean_tm: Case | None = Non
             rows.append({**row, "attack": tm.attack_name})
         if eliminate:
             x_pool, _ = incoming_pool(tm, pool_ds)
-            elim = BeniFulEliminator(layer=layer, seed=tm.seed, detector_kwargs=detector_kwargs, **eliminator_kwargs)
+            kw = method_defaults.merged("eliminators", "beniful", tm.dataset, eliminator_kwargs)
+            elim = BeniFulEliminator(layer=layer, seed=tm.seed, detector_kwargs=detector_kwargs, **kw)
             fixed = repaired_model(tm, elim, x_pool)  # shared with table3 through the cache
             rows.append(measure(fixed, view, "repaired", tm.seed))
     return pd.DataFrame(rows)

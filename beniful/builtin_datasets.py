@@ -269,7 +269,8 @@ def load_tiny_imagenet(root: str | os.PathLike | None = None) -> tuple[ImageData
 # ----------------------------------------------------------------------------------------------
 # Registration
 
-register(DatasetSpec("mnist5k", 10, (1, 28, 28), lambda root: load_mnist5k(), embedded=True))
+register(DatasetSpec("mnist5k", 10, (1, 28, 28), lambda root: load_mnist5k(), embedded=True,
+                     family="digits"))
 register(DatasetSpec("cifar10", 10, (3, 32, 32), load_cifar10, download="python data_scripts/download_cifar10.py"))
 register(DatasetSpec("tiny-imagenet", 200, (3, 64, 64), load_tiny_imagenet,
                      download="python data_scripts/download_tiny_imagenet.py"))

@@ -20,33 +20,44 @@ import torch
 from torch import Tensor, nn
 
 from .attacks.base import Attack
-from .datasets import ImageDataset, stratified_split
+from .datasets import ImageDataset
 from .utils import check_fraction
 
 __all__ = ["Case", "defender_split"]
 
 
-def defender_split(train: ImageDataset, poisoned: Tensor | None, fraction: float, seed: int) -> ImageDataset:
-    """The defender's clean data: a stratified subset of ``train`` holding ``fraction`` of its size,
-    never one of the ``poisoned`` indices.
+def defender_split(train: ImageDataset, fraction: float, seed: int) -> ImageDataset:
+    """The defender's clean data: the clean copies of a stratified random ``fraction`` of ``train``.
+
+    This is BackdoorBench's protocol: the defender holds a small share of the clean training data.
+    The draw ignores what the attacker poisoned (the attacker poisons its own copy; the defender's
+    copies are clean), so every class keeps its share even when an attack poisoned a whole class:
+    SIG at a 10 % rate relabels nothing but poisons every CIFAR-10 target-class image, and a clean
+    set drawn from the unpoisoned images only would hold no target-class image at all.
 
     Args:
         train: the training set (clean copies of its images).
-        poisoned: indices into ``train`` the attacker poisoned, excluded; ``None`` or empty: none.
-        fraction: the subset's size as a share of ``len(train)``, in (0, 1].
+        fraction: the subset's size as a share of ``len(train)``, in (0, 1]; 1 is the whole set.
         seed: fixes the draw.
 
     Returns:
-        The subset, as an :class:`~beniful.datasets.ImageDataset`.
+        The subset, as an :class:`~beniful.datasets.ImageDataset`, with ``round(fraction * n_c)``
+        images of every class ``c``, and at least one of each class ``train`` holds (a small
+        set with many classes, such as a few thousand Tiny ImageNet images, keeps all 200).
+
+    Raises:
+        ValueError: ``fraction`` is not in (0, 1].
     """
     check_fraction(fraction, "clean fraction")
-    keep = torch.ones(len(train), dtype=torch.bool)
-    if poisoned is not None and len(poisoned):
-        keep[poisoned] = False
-    clean_idx = torch.nonzero(keep).flatten()
-    share = min(0.999, fraction * len(train) / len(clean_idx))
-    part, _ = stratified_split(train.targets[clean_idx], share, seed + 7919)
-    return train.subset(clean_idx[part])
+    if fraction >= 1:
+        return train.subset(torch.arange(len(train)))
+    g = torch.Generator().manual_seed(seed + 7919)
+    picked = []
+    for c in torch.unique(train.targets).tolist():
+        idx = torch.nonzero(train.targets == c).flatten()
+        idx = idx[torch.randperm(len(idx), generator=g)]
+        picked.append(idx[:max(1, int(round(fraction * len(idx))))])
+    return train.subset(torch.sort(torch.cat(picked)).values)
 
 
 @dataclass
@@ -63,8 +74,8 @@ class Case:
             ``(x, y)`` tuple, as every ``fit`` and ``repair`` accepts).
         train: the training set, needed only by sweeps over the clean-data fraction
             (:meth:`clean_data`); ``None`` when unknown.
-        poisoned: indices into ``train`` the attacker poisoned, kept out of any clean set drawn from
-            it; ``None`` when unknown or none.
+        poisoned: indices into ``train`` the attacker poisoned (for reports; the defender's clean
+            copies are drawn whatever was poisoned); ``None`` when unknown or none.
         seed: seeds every split and every method built for this case.
         labels: columns added to every result row (``dataset``, ``profile``, ``device`` and any other).
         key: a stable identity of the model's weights; repaired models are cached under it (``None``:
@@ -116,8 +127,8 @@ class Case:
             return self.clean
         if self.train is None:
             raise ValueError("this Case has no training set to draw another clean fraction from; "
-                             "pass train= (and poisoned=) when building it")
-        return defender_split(self.train, self.poisoned, fraction, self.seed if seed is None else seed)
+                             "pass train= when building it")
+        return defender_split(self.train, fraction, self.seed if seed is None else seed)
 
     def replace(self, **changes: Any) -> "Case":
         """A copy with ``changes`` applied (e.g. a smaller test set), of the same class."""

@@ -153,6 +153,9 @@ class DatasetSpec:
             ignores it.
         embedded: ``True`` when the data ships with the package (no download).
         download: the command that downloads the data (named in the "not found" error), or ``None``.
+        family: the kind of image, which selects the per-family method defaults of
+            :mod:`beniful.method_defaults` (``"natural"``: photos such as CIFAR-10, where every
+            method keeps its paper's settings; ``"digits"``: no defense flips images).
     """
 
     name: str
@@ -161,6 +164,7 @@ class DatasetSpec:
     loader: Loader = field(repr=False, compare=False)
     embedded: bool = False
     download: str | None = None
+    family: str = "natural"
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -171,6 +175,10 @@ class DatasetSpec:
         if len(shape) != 3 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in shape):
             raise ValueError(f"shape must be (C, H, W) of positive integers, got {self.shape!r}")
         object.__setattr__(self, "shape", shape)
+        from .method_defaults import FAMILIES
+
+        if self.family not in FAMILIES:
+            raise ValueError(f"unknown image family {self.family!r}; valid families: {', '.join(FAMILIES)}")
         if not callable(self.loader):
             raise TypeError(f"loader must be callable as loader(root) -> (train, test), got {self.loader!r}")
 

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from . import cache, sources
+from . import cache, method_defaults, sources
 from . import detectors as detectors_mod
 from . import eliminators as eliminators_mod
 from .datasets import ImageDataset, stratified_split
@@ -61,7 +61,8 @@ def detection_row(tm: Case, detector: str | detectors_mod.Detector, clean: Any =
 
     Args:
         tm: the case.
-        detector: a registered name (built with ``seed=tm.seed`` and ``kwargs``) or a detector.
+        detector: a registered name (built with ``seed=tm.seed``, the per-family defaults of the case's
+            data set, :mod:`beniful.method_defaults`, and ``kwargs`` over them) or a detector.
         clean: clean data instead of the case's own ``clean``.
         **kwargs: the detector's parameters, when built by name.
 
@@ -69,7 +70,10 @@ def detection_row(tm: Case, detector: str | detectors_mod.Detector, clean: Any =
         One row of the table as a dict, with the case's columns, AUROC and TPR at 5% FPR (continuous scores), the flag rates at
         the calibrated threshold, fit time, throughput and forward passes per input.
     """
-    det = detectors_mod.build(detector, seed=tm.seed, **kwargs) if isinstance(detector, str) else detector
+    if isinstance(detector, str):
+        det = detectors_mod.build(detector, seed=tm.seed, **method_defaults.merged("detectors", detector, tm.dataset, kwargs))
+    else:
+        det = detector
     det.fit(tm.model, tm.clean if clean is None else clean)
     x_clean, x_trig = natural_mix(tm)
     t0 = time.time()
@@ -257,7 +261,8 @@ def elimination_row(tm: Case, eliminator: str | eliminators_mod.Eliminator, clea
 
     Args:
         tm: the case.
-        eliminator: a registered name (built with ``seed=tm.seed`` and ``kwargs``) or an eliminator.
+        eliminator: a registered name (built with ``seed=tm.seed``, the per-family defaults of the
+            case's data set, :mod:`beniful.method_defaults`, and ``kwargs`` over them) or an eliminator.
         clean: clean data instead of the case's own ``clean`` (such repairs are not cached).
         split: ``"test"`` (pool and evaluation halves of the test set) or ``"validation"`` (both
             inside the pool half; :func:`validation_split`).
@@ -269,7 +274,11 @@ def elimination_row(tm: Case, eliminator: str | eliminators_mod.Eliminator, clea
         for eliminators that mine the pool, how many inputs they called suspicious and how many of
         those were triggered (precision, recall).
     """
-    elim = eliminators_mod.build(eliminator, seed=tm.seed, **kwargs) if isinstance(eliminator, str) else eliminator
+    if isinstance(eliminator, str):
+        elim = eliminators_mod.build(eliminator, seed=tm.seed,
+                                     **method_defaults.merged("eliminators", eliminator, tm.dataset, kwargs))
+    else:
+        elim = eliminator
     pool_ds, eval_ds = elimination_data(tm, split)
     x_pool, is_trig = incoming_pool(tm, pool_ds)
     x_eval, y_eval = eval_ds.tensors()

@@ -34,7 +34,7 @@ __all__ = ["TrainedModel", "get", "model_config", "defender_split", "data_finger
 class TrainedModel(Case):
     """A :class:`~beniful.case.Case` made by :func:`get`, with how it was made.
 
-    ``clean`` is the profile's share of the training set (never a poisoned sample), ``poisoned`` the
+    ``clean`` is the clean copies of the profile's stratified share of the training set, ``poisoned`` the
     poisoned training indices, ``key`` the cache key, and ``labels`` carry the data set, the profile
     and the training device into every result row.
 
@@ -266,7 +266,7 @@ def get(attack: str | Attack | None = "badnets", dataset: str | None = None, pro
 def _trained(model: nn.Module, atk: Attack | None, train: ImageDataset, test: ImageDataset, poison_idx: Tensor,
              prof: profiles.Profile, seed: int, key: str, cfg: dict[str, Any], meta: dict[str, Any]) -> TrainedModel:
     """The :class:`TrainedModel` of a loaded or freshly trained model."""
-    clean = defender_split(train, poison_idx, prof.clean_fraction, seed)
+    clean = defender_split(train, prof.clean_fraction, seed)
     labels = {"dataset": cfg["dataset"], "profile": prof.name, "device": meta.get("device", "?")}
     return TrainedModel(model=model, attack=atk, test=test, clean=clean, train=train, poisoned=poison_idx, seed=seed,
                         labels=labels, key=key, metrics=meta["metrics"], config=cfg, meta=meta)

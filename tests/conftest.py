@@ -30,7 +30,7 @@ def tiny_badnets_tm() -> TrainedModel:
     model = models.build("preact_resnet18", num_classes=10, in_channels=1, width=2)
     train_classifier(model, train.data, train.targets, TrainConfig(epochs=1, batch_size=128, lr=0.05),
                      attack=atk, poison_idx=pidx, device="cpu", progress=False)
-    clean = defender_split(train, pidx, 0.05, 0)
+    clean = defender_split(train, 0.05, 0)
     return TrainedModel(model=model.eval(), attack=atk, test=test, clean=clean, train=train, poisoned=pidx, seed=0,
                         labels={"dataset": "mnist5k", "profile": "quick", "device": "cpu"}, key="tiny")
 

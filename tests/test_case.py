@@ -65,12 +65,40 @@ def test_clean_data_draws_other_fractions_only_with_a_training_set(case: Case) -
     poisoned = torch.arange(0, 300, 3)[:20]  # some class-0 images
     full = case.replace(train=train, poisoned=poisoned)
     part = full.clean_data(0.1)
-    assert 29 <= len(part) <= 31 and type(full) is Case  # stratified: per-class rounding
-    # never a poisoned image, and the draw is fixed by the seed
-    picked = defender_split(train, poisoned, 0.1, 0)
+    assert len(part) == 30 and type(full) is Case  # stratified: 10 of each class's 100
+    assert torch.bincount(part.targets).tolist() == [10, 10, 10]
+    # the draw is fixed by the seed (and only by it), and a new seed draws other images
+    picked = defender_split(train, 0.1, 0)
     assert torch.equal(part.data, picked.data)
-    chosen = {bytes(img.numpy()) for img in part.data}
-    assert not chosen & {bytes(img.numpy()) for img in train.data[poisoned]}
+    assert not torch.equal(defender_split(train, 0.1, 1).data, picked.data)
+    assert len(defender_split(train, 1.0, 0)) == 300
+
+
+@pytest.mark.parametrize("classes, per_class", [(10, 5000), (200, 500)], ids=["cifar10", "tiny-imagenet"])
+def test_defender_data_holds_every_class_when_sig_poisons_the_whole_target_class(classes: int, per_class: int) -> None:
+    """SIG at the paper profile's rate poisons every target-class training image of CIFAR-10 (5,000 =
+    10 % of 50,000) and of Tiny ImageNet (10,000 asked, 500 there); the defender's clean copies still
+    hold every class, the target class with its full share."""
+    from beniful import profiles
+
+    paper = profiles.get("paper")
+    y = torch.arange(classes * per_class) % classes
+    train = ImageDataset(torch.zeros(len(y), 3, 2, 2, dtype=torch.uint8), y, "shape-only")
+    sig = attacks.build("sig", seed=0, **paper.attack_kwargs("sig"))
+    poisoned = sig.poison_indices(y)
+    assert torch.equal(poisoned, torch.nonzero(y == sig.target).flatten())  # the whole target class
+    clean = defender_split(train, paper.clean_fraction, seed=0)
+    counts = torch.bincount(clean.targets, minlength=classes)
+    assert (counts == round(paper.clean_fraction * per_class)).all(), counts.unique()
+
+
+def test_defender_data_keeps_one_image_of_every_class_in_a_small_set() -> None:
+    y = torch.arange(400) % 200  # two images per class, as in a few hundred Tiny ImageNet images
+    train = ImageDataset(torch.zeros(400, 3, 2, 2, dtype=torch.uint8), y, "small")
+    clean = defender_split(train, 0.05, seed=0)
+    assert torch.equal(torch.unique(clean.targets), torch.arange(200))
+    with pytest.raises(ValueError, match="clean fraction"):
+        defender_split(train, 0.0, seed=0)
 
 
 def test_natural_mix_needs_an_attack(case: Case) -> None:

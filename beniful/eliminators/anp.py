@@ -33,7 +33,8 @@ BackdoorBench ``config/defense/anp/config.yaml`` has the same values):
   on quick BadNets (seed 0, threshold 0.2) ACC/ASR were 0.968/0.924 after 200 updates and
   0.946/0.116 after 400 (2.1 s per update on 2 busy CPU cores); ``iterations=500`` gives 320
   passes over the 200 quick clean images (the paper makes 512 over its 500).
-- ``crop_padding=4`` random crop (the authors' clean loader augments), ``hflip=False`` as in FT.
+- ``crop_padding=4`` random crop and ``hflip=True`` (the authors' clean loader augments CIFAR-10;
+  ``False`` on digits, as in FT).
 """
 from __future__ import annotations
 
@@ -102,7 +103,7 @@ class ANP(Eliminator):
 
     def __init__(self, eps: float = 0.4, steps: int = 1, alpha: float = 0.2, threshold: float = 0.2,
                  iterations: int = 2000, lr: float = 0.2, batch_size: int = 128, crop_padding: int = 4,
-                 hflip: bool = False, device: str = "auto", seed: int = 0, progress: bool = False) -> None:
+                 hflip: bool = True, device: str = "auto", seed: int = 0, progress: bool = False) -> None:
         super().__init__(epochs=0, lr=lr, batch_size=batch_size, device=device, seed=seed, progress=progress)
         self.eps = check_nonneg(eps, "eps")
         self.steps = check_int(steps, "steps", 1)

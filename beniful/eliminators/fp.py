@@ -117,7 +117,7 @@ class FinePruning(FineTuning):
 
     def __init__(self, layer: str = "layer4", tolerance: float = 0.1, val_fraction: float = 0.2,
                  epochs: int = 100, lr: float = 0.01, batch_size: int = 64, momentum: float = 0.9,
-                 weight_decay: float = 5e-4, crop_padding: int = 4, hflip: bool = False, device: str = "auto",
+                 weight_decay: float = 5e-4, crop_padding: int = 4, hflip: bool = True, device: str = "auto",
                  seed: int = 0, progress: bool = False) -> None:
         super().__init__(epochs=epochs, lr=lr, batch_size=batch_size, momentum=momentum, weight_decay=weight_decay,
                          crop_padding=crop_padding, hflip=hflip, device=device, seed=seed, progress=progress)

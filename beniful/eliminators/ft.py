@@ -13,9 +13,9 @@ Defaults and their sources (BackdoorBench ``config/defense/ft/config.yaml`` unle
 - ``batch_size=64``: BackdoorBench uses 256 on 2,500 images (~10 steps per epoch); with the quick
   profile's 200 clean images a batch of 256 would give one step per epoch, so the batch is scaled
   down to keep several steps per epoch (~400 steps in all).
-- ``crop_padding=4`` random crop: BackdoorBench's training transform. ``hflip=False``: BackdoorBench
-  flips CIFAR images, but a flipped digit is another image (the quick profile trains without
-  flips too); set ``hflip=True`` for natural images.
+- ``crop_padding=4`` random crop and ``hflip=True``: BackdoorBench's training transform for CIFAR-10
+  and Tiny ImageNet. On digits (``mnist5k``) the package passes ``hflip=False``: a flipped digit is
+  another image (:mod:`beniful.method_defaults`, the per-family defaults).
 
 :func:`finetune` is the shared SGD loop that FP (after pruning) and NAD (teacher and distillation)
 reuse, so all three baselines fine-tune the same way.
@@ -143,7 +143,7 @@ class FineTuning(Eliminator):
     name = "ft"
 
     def __init__(self, epochs: int = 100, lr: float = 0.01, batch_size: int = 64, momentum: float = 0.9,
-                 weight_decay: float = 5e-4, crop_padding: int = 4, hflip: bool = False, device: str = "auto",
+                 weight_decay: float = 5e-4, crop_padding: int = 4, hflip: bool = True, device: str = "auto",
                  seed: int = 0, progress: bool = False) -> None:
         super().__init__(epochs=epochs, lr=lr, batch_size=batch_size, device=device, seed=seed, progress=progress)
         if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0 <= momentum < 1:

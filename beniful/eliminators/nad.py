@@ -21,7 +21,7 @@ Defaults and their sources:
 - ``epochs=20``: the paper's distillation epochs. ``lr=0.01``, cosine, SGD momentum 0.9, weight
   decay 1e-4: BackdoorBench (the paper's code starts at 0.1, too large for 200 images).
 - ``batch_size=64``: the authors' code (BackdoorBench uses 256 on 2,500 images).
-- ``crop_padding=4``, ``hflip=False``: as :class:`~beniful.eliminators.ft.FineTuning`.
+- ``crop_padding=4``, ``hflip=True`` (``False`` on digits): as :class:`~beniful.eliminators.ft.FineTuning`.
 """
 from __future__ import annotations
 
@@ -100,7 +100,7 @@ class NAD(FineTuning):
     def __init__(self, layers: Sequence[str] = ("layer2", "layer3", "layer4"),
                  betas: Sequence[float] = (500.0, 1000.0, 1000.0), p: float = 2.0, teacher_epochs: int = 10,
                  epochs: int = 20, lr: float = 0.01, batch_size: int = 64, momentum: float = 0.9,
-                 weight_decay: float = 1e-4, crop_padding: int = 4, hflip: bool = False, device: str = "auto",
+                 weight_decay: float = 1e-4, crop_padding: int = 4, hflip: bool = True, device: str = "auto",
                  seed: int = 0, progress: bool = False) -> None:
         super().__init__(epochs=epochs, lr=lr, batch_size=batch_size, momentum=momentum, weight_decay=weight_decay,
                          crop_padding=crop_padding, hflip=hflip, device=device, seed=seed, progress=progress)

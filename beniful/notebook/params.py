@@ -5,7 +5,7 @@ from typing import Any, Mapping
 
 from .run import registry
 
-__all__ = ["parameter_table", "default_of"]
+__all__ = ["parameter_table", "default_of", "family_table"]
 
 
 def _show(value: Any) -> str:
@@ -33,3 +33,20 @@ def parameter_table(kind: str) -> Any:
         params = {k: v for k, v in reg.defaults(name).items() if k not in skip}
         rows.append({kind[:-1]: name, "parameters (defaults)": ", ".join(f"{k}={_show(v)}" for k, v in params.items())})
     return pd.DataFrame(rows)
+
+
+def family_table() -> Any:
+    """Every per-family method setting (:mod:`beniful.method_defaults`) with the constructor default
+    it replaces and its source, for the setup page.
+
+    Returns:
+        A DataFrame with ``family, kind, method, param, value, default, source``.
+    """
+    import pandas as pd
+
+    from ..method_defaults import FAMILIES
+
+    rows = [{"family": family, "kind": s.kind, "method": s.method, "param": s.param, "value": repr(s.value),
+             "default": repr(default_of(s.kind, s.method, s.param)), "source": s.source}
+            for family, settings in FAMILIES.items() for s in settings]
+    return pd.DataFrame(rows, columns=["family", "kind", "method", "param", "value", "default", "source"])

@@ -8,6 +8,9 @@ from torch import nn
 from beniful import eliminators
 from beniful.eliminators.anp import ANP, bn_layers
 
+#: the planted cases' classes are orientations (conftest.NO_FLIP): no flips, as on digits
+NO_FLIP = {"hflip": False}
+
 
 def test_anp_is_registered():
     assert isinstance(eliminators.build("anp"), ANP)
@@ -16,7 +19,7 @@ def test_anp_is_registered():
 def test_anp_mask_finds_the_planted_neuron(baseline_planted, baseline_data, baseline_clean_model):
     d, m, unit = baseline_data, baseline_planted.model, baseline_planted.unit
     before = {k: v.clone() for k, v in m.state_dict().items()}
-    el = ANP(iterations=60, batch_size=32, device="cpu")
+    el = ANP(iterations=60, batch_size=32, device="cpu", **NO_FLIP)
     fixed = el.repair(m, d.clean)
     mask = el.masks["stage1.1"]
     assert mask.shape == (unit + 1,)
@@ -34,7 +37,7 @@ def test_anp_mask_finds_the_planted_neuron(baseline_planted, baseline_data, base
 
 def test_anp_without_perturbation_keeps_the_dormant_neuron(baseline_planted, baseline_data):
     """With eps=0 only the clean loss acts, and a dormant neuron gets no gradient: the perturbation is the point."""
-    el = ANP(eps=0.0, iterations=30, batch_size=32, device="cpu")
+    el = ANP(eps=0.0, iterations=30, batch_size=32, device="cpu", **NO_FLIP)
     el.repair(baseline_planted.model, baseline_data.clean)
     assert float(el.masks["stage1.1"][baseline_planted.unit]) == 1.0
 

@@ -12,11 +12,14 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from beniful import eliminators
+from beniful import eliminators, method_defaults
 from beniful.detectors.beniful import BeniFulDetector
 from beniful.eliminators.beniful import TERMS, BeniFulEliminator, parse_form
 
 LAYER = "stage1"
+#: the planted cases are orientation-coded like digits (conftest.NO_FLIP): BeniFul-BE at the values the
+#: package uses on digits (no flip, padding 2, momentum 0)
+DIGITS = method_defaults.for_method("eliminators", "beniful", "mnist5k")
 DET = {"vae_epochs": 30, "latent_dim": 16, "augment": 0}
 
 
@@ -125,7 +128,7 @@ def test_feature_distance_removes_the_learned_backdoor(baseline_poisoned, baseli
     asr0 = d.asr(baseline_poisoned, d.x_test, d.y_test)
     assert asr0 > 0.9
     common = {"layer": LAYER, "form": "t", "epochs": 3, "relabel": 0.0, "transplant_ce": 0.0, "device": "cpu",
-              "detector": detector}
+              "detector": detector, **DIGITS}
     plain = BeniFulEliminator(lam=0.0, **common).repair(baseline_poisoned, d.clean, pool=pool.x)
     el = BeniFulEliminator(lam=5.0, **common)
     fixed = el.repair(baseline_poisoned, d.clean, pool=pool.x)
@@ -139,16 +142,16 @@ def test_default_form_removes_the_learned_backdoor(baseline_poisoned, baseline_d
     """Default form and terms. Before the relabel labels excluded the inferred target, ``relabel=3``
     hurt on this 4-class toy (ASR 0.20, ACC 0.75) because many labels were the target itself."""
     d = baseline_data
-    fixed = BeniFulEliminator(layer=LAYER, epochs=15, device="cpu", detector=detector).repair(
+    fixed = BeniFulEliminator(layer=LAYER, epochs=15, device="cpu", detector=detector, **DIGITS).repair(
         baseline_poisoned, d.clean, pool=pool.x)
     assert d.asr(fixed, d.x_test, d.y_test) < 0.1
     assert d.accuracy(fixed, d.x_test, d.y_test) > 0.85
 
 
 def test_is_deterministic_in_seed(baseline_poisoned, baseline_data, pool, detector):
-    a = BeniFulEliminator(layer=LAYER, epochs=2, seed=3, device="cpu", detector=detector).repair(
+    a = BeniFulEliminator(layer=LAYER, epochs=2, seed=3, device="cpu", detector=detector, **DIGITS).repair(
         baseline_poisoned, baseline_data.clean, pool=pool.x)
-    b = BeniFulEliminator(layer=LAYER, epochs=2, seed=3, device="cpu", detector=detector).repair(
+    b = BeniFulEliminator(layer=LAYER, epochs=2, seed=3, device="cpu", detector=detector, **DIGITS).repair(
         baseline_poisoned, baseline_data.clean, pool=pool.x)
     assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
 

@@ -7,6 +7,9 @@ import torch
 from beniful import eliminators
 from beniful.eliminators.ft import FineTuning
 
+#: the planted cases' classes are orientations (conftest.NO_FLIP): no flips, as on digits
+NO_FLIP = {"hflip": False}
+
 
 def _state(model):
     return {k: v.clone() for k, v in model.state_dict().items()}
@@ -18,7 +21,7 @@ def test_ft_is_registered():
 
 def test_ft_returns_new_model_and_leaves_argument_untouched(baseline_poisoned, baseline_data):
     before = _state(baseline_poisoned)
-    el = FineTuning(epochs=3, device="cpu")
+    el = FineTuning(epochs=3, device="cpu", **NO_FLIP)
     fixed = el.repair(baseline_poisoned, baseline_data.clean)
     assert fixed is not baseline_poisoned
     for k, v in baseline_poisoned.state_dict().items():
@@ -30,14 +33,14 @@ def test_ft_returns_new_model_and_leaves_argument_untouched(baseline_poisoned, b
 def test_ft_weakens_a_learned_backdoor_and_keeps_accuracy(baseline_poisoned, baseline_data):
     d = baseline_data
     assert d.asr(baseline_poisoned, d.x_test, d.y_test) > 0.9
-    fixed = FineTuning(epochs=20, device="cpu").repair(baseline_poisoned, d.clean)
+    fixed = FineTuning(epochs=20, device="cpu", **NO_FLIP).repair(baseline_poisoned, d.clean)
     assert d.asr(fixed, d.x_test, d.y_test) < 0.6
     assert d.accuracy(fixed, d.x_test, d.y_test) > 0.9
 
 
 def test_ft_is_deterministic_in_seed(baseline_poisoned, baseline_data):
-    a = FineTuning(epochs=2, device="cpu", seed=3).repair(baseline_poisoned, baseline_data.clean)
-    b = FineTuning(epochs=2, device="cpu", seed=3).repair(baseline_poisoned, baseline_data.clean)
+    a = FineTuning(epochs=2, device="cpu", seed=3, **NO_FLIP).repair(baseline_poisoned, baseline_data.clean)
+    b = FineTuning(epochs=2, device="cpu", seed=3, **NO_FLIP).repair(baseline_poisoned, baseline_data.clean)
     assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
 
 

@@ -24,7 +24,7 @@ from .ablation_figures import (clean_fraction_table, consistency_split, consiste
                                plot_consistency_split, plot_form_lambda, plot_layer_ablation)
 from .budgets import (LAYERS, NOTEBOOK_DEFAULTS, QUICK_BUDGET, QUICK_DETECTION_TEST_IMAGES, detection_test_images,
                       kwargs_note, method_params, test_subset)
-from .claims import (PAPER_DATASETS, SUMMARY, THRESHOLDS, Threshold, claims_table, headline_comparison,
+from .claims import (ACC_DROP_BOUND, KNOWN_ACC_COST, PAPER_DATASETS, SUMMARY, acc_drop_tolerance, THRESHOLDS, Threshold, claims_table, headline_comparison,
                      qualitative_detection, qualitative_elimination, setting_note, threshold, thresholds_table)
 from .figures import layer_features, pca_2d, plot_feature_pca, plot_metric_bars, plot_trigger_grid, separation
 from .params import default_of, family_table, parameter_table
@@ -34,7 +34,7 @@ from .style import palette, style
 from .tables import glue, sanitize, seed_table, show_table, table_name, write_table
 
 __all__ = [
-    "HEADLINE", "LAYERS", "REGISTRIES", "registry", "NOTEBOOK_DEFAULTS", "PAPER_DATASETS", "QUICK_BUDGET", "QUICK_DETECTION_TEST_IMAGES",
+    "ACC_DROP_BOUND", "KNOWN_ACC_COST", "acc_drop_tolerance", "HEADLINE", "LAYERS", "REGISTRIES", "registry", "NOTEBOOK_DEFAULTS", "PAPER_DATASETS", "QUICK_BUDGET", "QUICK_DETECTION_TEST_IMAGES",
     "SUMMARY", "THRESHOLDS", "Run", "Threshold", "choose", "clean_fraction_table", "claims_table", "collect_results", "consistency_split",
     "consistency_table", "data_root", "default_of", "describe_provenance", "detection_test_images", "display_path",
     "glue", "headline_comparison", "kwargs_note", "layer_features", "layer_signal_table", "method_params",

@@ -18,7 +18,7 @@ from .reading import describe_provenance, read_result
 
 __all__ = ["Threshold", "THRESHOLDS", "SUMMARY", "threshold", "thresholds_table", "claims_table",
            "headline_comparison", "qualitative_detection", "qualitative_elimination", "setting_note",
-           "PAPER_DATASETS"]
+           "PAPER_DATASETS", "ACC_DROP_BOUND", "KNOWN_ACC_COST", "acc_drop_tolerance"]
 
 #: the source label of the two numbers that circulate as "the paper's" but are not in its abstract
 SUMMARY = "third-party summary (AI-written TL;DR on sciencestack.ai), not the paper"
@@ -81,6 +81,27 @@ THRESHOLDS: tuple[Threshold, ...] = (
 )
 
 _BY_KEY = {t.key: t for t in THRESHOLDS}
+
+#: ours: how far below the clean model a backdoored model's ACC may fall in table1 (any attack)
+ACC_DROP_BOUND = 0.03
+#: attacks whose ACC cost is known to exceed :data:`ACC_DROP_BOUND`, and the cost: BackdoorBench's
+#: SIG model on CIFAR-10 (PreAct-ResNet-18, 10 %) has ACC 84.5 % against 93.5 % for its clean model.
+#: SIG is clean-label: at a 10 % rate every target-class training image carries the sinusoid, so the
+#: model never sees a clean image of that class. (The other four attacks cost BackdoorBench 0.0-2.8
+#: points, within our bound.)
+KNOWN_ACC_COST: dict[str, float] = {"sig": 0.09}
+
+
+def acc_drop_tolerance(attack: str) -> float:
+    """The largest ACC drop table1 accepts for ``attack``: our bound plus the attack's known cost.
+
+    Args:
+        attack: an attack's registered name.
+
+    Returns:
+        :data:`ACC_DROP_BOUND` + :data:`KNOWN_ACC_COST` of the attack (0 when none is known).
+    """
+    return ACC_DROP_BOUND + KNOWN_ACC_COST.get(attack, 0.0)
 
 
 def threshold(key: str) -> Threshold:

@@ -143,3 +143,15 @@ def test_collect_results_keeps_the_development_log_apart(plant) -> None:
     plant("quick", "mnist5k", "elimination_defaults_labels", t1)
     assert [n for _, _, n, _ in nb.collect_results()] == ["table1"]
     assert [n for _, _, n, _ in nb.collect_results(include_development=True)] == ["elimination_defaults_labels", "table1"]
+
+
+def test_acc_drop_tolerance_allows_sigs_known_cost_only() -> None:
+    """SIG's clean-label poisoning costs BackdoorBench 9 points of ACC (84.5 vs 93.5): table1 accepts
+    that much more for SIG and holds every other attack to our 3-point bound."""
+    from beniful import profiles
+    from beniful.notebook import claims
+
+    assert claims.acc_drop_tolerance("sig") == pytest.approx(0.12)
+    for attack in profiles.ATTACK_NAMES:
+        if attack != "sig":
+            assert claims.acc_drop_tolerance(attack) == claims.ACC_DROP_BOUND == 0.03

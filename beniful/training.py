@@ -182,7 +182,9 @@ def train_classifier(
         model.train()
         if attack is not None:
             attack.train_mode(True)
-        tot_loss, tot_n = 0.0, 0
+        # the epoch's loss is summed on the device and read once per epoch: a per-step ``float(loss)``
+        # would make the host wait for every step and leave a GPU idle between kernel launches
+        tot_loss, tot_n = torch.zeros((), device=dev), 0
         for s in batches(n, cfg.batch_size):
             idx = perm[s]
             xb = xs[idx]
@@ -206,12 +208,13 @@ def train_classifier(
             sched.step()
             if extra_params:
                 attack.step()  # type: ignore[union-attr]
-            tot_loss += float(loss.detach()) * len(yb)
+            tot_loss += loss.detach().float() * len(yb)
             tot_n += len(yb)
         if attack is not None:
             attack.end_epoch(epoch)
             attack.train_mode(False)
-        bar.set_postfix(loss=f"{tot_loss / max(tot_n, 1):.3f}")
+        if progress:
+            bar.set_postfix(loss=f"{float(tot_loss) / max(tot_n, 1):.3f}")
         if on_epoch_end is not None:
             on_epoch_end(epoch, model, opt)
     model.eval()

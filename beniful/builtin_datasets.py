@@ -1,4 +1,4 @@
-"""The built-in datasets: the embedded ``mnist5k`` and on-disk CIFAR-10 / Tiny ImageNet.
+"""The built-in datasets: the embedded ``mnist5k`` and on-disk CIFAR-10 / Tiny ImageNet / Fashion-MNIST.
 
 Each loader reads its files into :class:`~beniful.datasets.ImageDataset` (uint8) and is registered
 in :data:`beniful.datasets.DATASETS` at the bottom of this module, exactly as a user's own dataset
@@ -19,7 +19,7 @@ from torch import Tensor
 from . import datasets
 from .datasets import DatasetNotFoundError, DatasetSpec, ImageDataset, data_root, register, stratified_split
 
-__all__ = ["load_mnist5k", "load_cifar10", "load_tiny_imagenet", "safe_unpickle", "UnsafePickleError"]
+__all__ = ["load_mnist5k", "load_cifar10", "load_tiny_imagenet", "load_fashion_mnist", "fashion_mnist_folder", "safe_unpickle", "UnsafePickleError"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -267,10 +267,112 @@ def load_tiny_imagenet(root: str | os.PathLike | None = None) -> tuple[ImageData
 
 
 # ----------------------------------------------------------------------------------------------
+# Fashion-MNIST: 60,000 train / 10,000 test 28x28 grayscale product photos (Xiao et al., 2017), in
+# the original idx files, gzipped or not. Read from ``<data root>/fashion-mnist/``, else from where
+# Debian's ``dataset-fashion-mnist`` package installs them. Debian recompressed the .gz files, so the
+# checks are on the decompressed bytes: size and MD5 of each file, whichever copy is read.
+
+FASHION_FOLDER = "fashion-mnist"
+#: where ``apt-get install dataset-fashion-mnist`` puts the four .gz files
+FASHION_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
+FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                   "Ankle boot"]
+#: decompressed size in bytes and MD5 of each idx file
+FASHION_FILES: dict[str, tuple[int, str]] = {
+    "train-images-idx3-ubyte": (47_040_016, "f4a8712d7a061bf5bd6d2ca38dc4d50a"),
+    "train-labels-idx1-ubyte": (60_008, "9018921c3c673c538a1fc5bad174d6f9"),
+    "t10k-images-idx3-ubyte": (7_840_016, "8181f5470baa50b63fa0f6fddb340f0a"),
+    "t10k-labels-idx1-ubyte": (10_008, "15d484375f8d13e6eb1aabb0c3f46965"),
+}
+
+
+def _fashion_file(folder: Path, name: str) -> Path | None:
+    for candidate in (folder / name, folder / f"{name}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _read_idx(path: Path, name: str) -> np.ndarray:
+    """One idx file (``.gz`` or not) as a uint8 array, after checking its decompressed size and MD5."""
+    import gzip
+    import hashlib
+
+    raw = path.read_bytes()
+    if path.suffix == ".gz":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as exc:
+            raise ValueError(f"{path} is not a readable gzip file (truncated or corrupt?): {exc}") from None
+    size, md5 = FASHION_FILES[name]
+    digest = hashlib.md5(raw).hexdigest()
+    if len(raw) != size or digest != md5:
+        raise ValueError(f"{path}: decompressed content is {len(raw):,} bytes with MD5 {digest}, expected "
+                         f"{size:,} bytes with MD5 {md5} (a corrupt or different file; delete it and fetch it again)")
+    magic, ndim = int.from_bytes(raw[:4], "big"), raw[3]
+    if magic >> 8 != 0x08:  # type byte 0x08 = unsigned byte
+        raise ValueError(f"{path}: not an idx file of unsigned bytes (magic {magic:#010x})")
+    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def fashion_mnist_folder(root: str | os.PathLike | None = None) -> Path:
+    """The folder the four Fashion-MNIST files are read from.
+
+    Args:
+        root: the data folder (``None``: :func:`beniful.datasets.data_root`).
+
+    Returns:
+        ``<root>/fashion-mnist`` when it holds all four files, else :data:`FASHION_SYSTEM_DIR` when
+        that does.
+
+    Raises:
+        DatasetNotFoundError: neither holds them; the message names both ways to get them.
+    """
+    own = data_root(root) / FASHION_FOLDER
+    for folder in (own, FASHION_SYSTEM_DIR):
+        if all(_fashion_file(folder, n) is not None for n in FASHION_FILES):
+            return folder
+    raise DatasetNotFoundError(
+        f"fashion-mnist not found in {own} or {FASHION_SYSTEM_DIR}. Get it with "
+        f"`{datasets.get('fashion-mnist').download} --root {own.parent}` (verified download of the original files) "
+        f"or, on Debian/Ubuntu, `apt-get install dataset-fashion-mnist` (installs them in {FASHION_SYSTEM_DIR})."
+    )
+
+
+def load_fashion_mnist(root: str | os.PathLike | None = None) -> tuple[ImageDataset, ImageDataset]:
+    """Fashion-MNIST: 60,000 train / 10,000 test, 1 x 28 x 28, ten classes of 6,000 / 1,000.
+
+    Args:
+        root: the data folder holding ``fashion-mnist/`` (``None``: :func:`beniful.datasets.data_root`);
+            Debian's copy is used when that folder lacks the files.
+
+    Returns:
+        ``(train, test)``; use :func:`beniful.datasets.load` (``load("fashion-mnist")``), which also marks their source.
+
+    Raises:
+        DatasetNotFoundError: the files are in neither place.
+        ValueError: a file's decompressed size or MD5 is not the published one.
+    """
+    folder = fashion_mnist_folder(root)
+    arrays = {n: _read_idx(_fashion_file(folder, n), n) for n in FASHION_FILES}  # type: ignore[arg-type]
+
+    def split(images: str, labels: str) -> ImageDataset:
+        x = torch.from_numpy(arrays[images].copy()).reshape(-1, 1, 28, 28)
+        y = torch.from_numpy(arrays[labels].astype(np.int64))
+        return ImageDataset(x, y, "fashion-mnist", list(FASHION_CLASSES))
+
+    return (split("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+            split("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"))
+
+
+# ----------------------------------------------------------------------------------------------
 # Registration
 
 register(DatasetSpec("mnist5k", 10, (1, 28, 28), lambda root: load_mnist5k(), embedded=True,
                      family="digits"))
 register(DatasetSpec("cifar10", 10, (3, 32, 32), load_cifar10, download="python data_scripts/download_cifar10.py"))
+register(DatasetSpec("fashion-mnist", 10, (1, 28, 28), load_fashion_mnist,
+                     download="python data_scripts/download_fashion_mnist.py"))
 register(DatasetSpec("tiny-imagenet", 200, (3, 64, 64), load_tiny_imagenet,
                      download="python data_scripts/download_tiny_imagenet.py"))

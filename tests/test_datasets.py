@@ -28,8 +28,8 @@ _spec.loader.exec_module(formats)
 # ------------------------------------------------------------------------------------------ names
 
 
-def test_available_lists_the_three_datasets():
-    assert datasets.available() == ["cifar10", "mnist5k", "tiny-imagenet"]
+def test_available_lists_the_four_datasets():
+    assert datasets.available() == ["cifar10", "fashion-mnist", "mnist5k", "tiny-imagenet"]
 
 
 @pytest.mark.parametrize("bad", ["cifar100", "mnist", "imagenet"])
@@ -113,7 +113,7 @@ def test_duplicate_dataset_name_is_refused():
     for name in ("mnist5k", "Tiny_ImageNet"):
         with pytest.raises(ValueError, match="registered twice"):
             datasets.register(datasets.DatasetSpec(name, 10, (1, 28, 28), lambda root: tiny_pair()))
-    assert datasets.available() == ["cifar10", "mnist5k", "tiny-imagenet"]
+    assert datasets.available() == ["cifar10", "fashion-mnist", "mnist5k", "tiny-imagenet"]
 
 
 @pytest.mark.parametrize("kwargs,match", [

@@ -315,7 +315,7 @@ def test_unknown_attack_fails_before_any_work(cache_dir, monkeypatch, no_trainin
 
 @pytest.mark.parametrize("kwargs,match", [
     ({"profile": "fast"}, "valid profiles: paper, quick"),
-    ({"dataset": "cifar100"}, "valid names: cifar10, mnist5k, tiny-imagenet"),
+    ({"dataset": "cifar100"}, "valid names: cifar10, fashion-mnist, mnist5k, tiny-imagenet"),
     ({"rate": 1.5}, "rate must be in"),
     ({"rate": 0.0}, "rate must be in"),
     ({"device": "tpu"}, "invalid device"),

@@ -28,7 +28,7 @@ def test_setup_defaults_give_quick_profile_and_provenance() -> None:
 
 @pytest.mark.parametrize("kwargs, needle", [
     ({"profile": "papr"}, "valid profiles: paper, quick"),
-    ({"dataset": "cifar100"}, "valid names: cifar10, mnist5k, tiny-imagenet"),
+    ({"dataset": "cifar100"}, "valid names: cifar10, fashion-mnist, mnist5k, tiny-imagenet"),
     ({"attacks": ["badnets", "badnet"]}, "valid names: " + ", ".join(attacks.available())),
     ({"attacks": "blended,nope"}, "'nope'"),
     ({"attacks": []}, "empty"),

@@ -172,7 +172,7 @@ def train_classifier(
             for _ in range(start_epoch * steps):
                 sched.step()
     if attack is not None and start_epoch == 0:
-        attack.begin_training(xs if xs.is_floating_point() else xs.float() / 255, ys, dev, progress)
+        attack.begin_training(xs, ys, dev, progress)  # as stored: a uint8 set stays uint8 (no float copy)
     extra_params = attack.parameters() if attack is not None else []
 
     bar = tqdm(range(start_epoch, cfg.epochs), desc="train", disable=not progress, leave=False)

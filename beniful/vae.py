@@ -18,7 +18,7 @@ al., 2017): per-sample sum of squared errors in standardised space + ``beta`` * 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Iterable, Protocol, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -27,7 +27,62 @@ from tqdm import tqdm  # text bars: tqdm.auto warns "IProgress not found" in ker
 
 from .utils import batches, resolve_device
 
-__all__ = ["FeatureVAE", "vae_loss", "train_vae"]
+__all__ = ["FeatureVAE", "FeatureSource", "vae_loss", "train_vae", "streamed_moments"]
+
+
+class FeatureSource(Protocol):
+    """Features computed on demand, for a clean set whose features would not fit in memory at once.
+
+    A ``Tensor`` of features is one too; the BeniFul detector's streamed source computes each
+    batch's features from the clean images when asked (see :class:`~beniful.detectors.beniful.BeniFulDetector`).
+    """
+
+    def __len__(self) -> int:
+        """Number of feature vectors."""
+
+    def __getitem__(self, idx: Tensor) -> Tensor:
+        """Features of the items ``idx`` (a CPU ``LongTensor``), batch first, on any device."""
+
+
+def streamed_moments(parts: Iterable[Tensor], dims: Sequence[int]) -> tuple[Tensor, Tensor, int]:
+    """Mean and unbiased std over ``dims`` of the concatenation of ``parts``, one part at a time.
+
+    Each part's mean and sum of squared deviations are taken in float64 and merged with Chan et
+    al.'s pairwise update (1979), so no large sum of squares is ever subtracted from another: the
+    result agrees with ``torch.cat(parts).std(dims)`` to float32 rounding without holding the
+    concatenation.
+
+    Args:
+        parts: tensors of equal shape except the first dimension (batches of features).
+        dims: the dimensions to reduce, including 0 (e.g. ``[0, 2, 3]`` for per-channel statistics).
+
+    Returns:
+        ``(mean, std, count)``: float64 tensors of the kept dimensions and the number of values
+        reduced per entry.
+
+    Raises:
+        ValueError: no part, or fewer than 2 values per entry.
+    """
+    count, mean, m2 = 0, None, None
+    for part in parts:
+        p = part.double()
+        k = p.numel() // math.prod(p.shape[d] for d in range(p.ndim) if d not in dims)
+        if k == 0:
+            continue
+        pm = p.mean(dims)
+        shape = [1 if d in dims else p.shape[d] for d in range(p.ndim)]
+        pm2 = ((p - pm.view(shape)) ** 2).sum(dims)
+        if mean is None:
+            count, mean, m2 = k, pm, pm2
+            continue
+        delta = pm - mean
+        total = count + k
+        mean = mean + delta * (k / total)
+        m2 = m2 + pm2 + delta ** 2 * (count * k / total)
+        count = total
+    if mean is None or m2 is None or count < 2:
+        raise ValueError(f"need at least 2 values per entry to take a standard deviation, got {count}")
+    return mean, (m2 / (count - 1)).sqrt(), count
 
 
 def _hidden_channels(c: int) -> int:
@@ -95,16 +150,22 @@ class FeatureVAE(nn.Module):
         return t.view(1, -1, 1, 1) if len(self.shape) == 3 else t.view(1, -1)
 
     @torch.no_grad()
-    def set_normalization(self, feats: Tensor) -> None:
+    def set_normalization(self, feats: Tensor | Iterable[Tensor]) -> None:
         """Per-channel mean/std of clean features (std floored so dead channels do not blow up).
 
         Args:
-            feats: clean features, ``N`` x the VAE's feature shape; the statistics are stored in the
+            feats: clean features, ``N`` x the VAE's feature shape; or an iterable of batches of
+                them, reduced one batch at a time (:func:`streamed_moments`, float64) for a clean
+                set whose features do not fit in memory together. The statistics are stored in the
                 ``mean`` and ``std`` buffers.
         """
         dims = [0, 2, 3] if len(self.shape) == 3 else [0]
-        self.mean.copy_(feats.float().mean(dims))
-        std = feats.float().std(dims)
+        if isinstance(feats, Tensor):
+            mean, std = feats.float().mean(dims), feats.float().std(dims)
+        else:
+            mean64, std64, _ = streamed_moments(feats, dims)
+            mean, std = mean64.float(), std64.float()
+        self.mean.copy_(mean)
         self.std.copy_(std.clamp_min(1e-3 * float(std.max().clamp_min(1e-8))))
 
     def normalize(self, h: Tensor) -> Tensor:
@@ -229,7 +290,7 @@ def vae_loss(vae: FeatureVAE, u: Tensor, beta: float = 1.0, generator: torch.Gen
     return rec + beta * kl, rec, kl
 
 
-def train_vae(vae: FeatureVAE, feats: Tensor, *, epochs: int = 200, lr: float = 1e-3, batch_size: int = 64,
+def train_vae(vae: FeatureVAE, feats: Tensor | FeatureSource, *, epochs: int = 200, lr: float = 1e-3, batch_size: int = 64,
               beta: float = 1.0, seed: int = 0, device: str | torch.device = "auto", progress: bool = False,
               weight_decay: float = 0.0) -> list[float]:
     """Fit ``vae`` on clean middle features ``feats`` (N x feature shape); returns the loss per epoch
@@ -238,9 +299,16 @@ def train_vae(vae: FeatureVAE, feats: Tensor, *, epochs: int = 200, lr: float = 
     Sets the standardisation statistics from ``feats`` first. Adam with a cosine schedule;
     batches and the reparameterisation noise come from a generator seeded with ``seed``.
 
+    ``feats`` is either a tensor (standardised once and held on ``device``: fast, but it takes
+    about three times the features' size there at its peak) or a :class:`FeatureSource` that
+    computes features on demand (streamed: the statistics in one pass of ``batch_size`` items, then
+    every step asks for its own batch; the device holds one batch). Both see the same batches in
+    the same order with the same noise, so they train the same VAE up to the float rounding of
+    the features and of the statistics.
+
     Args:
         vae: the model to fit; moved to ``device`` and left in eval mode.
-        feats: clean middle features, ``N`` (at least 2) x the VAE's feature shape.
+        feats: clean middle features, ``N`` (at least 2) x the VAE's feature shape, or a source of them.
         epochs: passes over ``feats``.
         lr: Adam's learning rate (annealed to 0 by a cosine schedule).
         batch_size: features per step.
@@ -268,30 +336,47 @@ def train_vae(vae: FeatureVAE, feats: Tensor, *, epochs: int = 200, lr: float = 
         raise ValueError(f"need at least 2 feature vectors to train the VAE, got {len(feats)}")
     dev = resolve_device(device)
     vae.to(dev)
-    vae._check(feats)
-    vae.set_normalization(feats.to(dev))
-    u_all = vae.normalize(feats.to(dev)).detach()
+    n = len(feats)
+    if isinstance(feats, Tensor):
+        vae._check(feats)
+        vae.set_normalization(feats.to(dev))
+        u_all = vae.normalize(feats.to(dev)).detach()
+
+        def batch(idx: Tensor) -> Tensor:
+            return u_all[idx.to(dev)]
+    else:
+        source = feats
+
+        def fetch(idx: Tensor) -> Tensor:
+            h = source[idx].to(dev)
+            vae._check(h)
+            return h
+
+        vae.set_normalization(fetch(torch.arange(s.start, s.stop)) for s in batches(n, batch_size))
+
+        def batch(idx: Tensor) -> Tensor:
+            return vae.normalize(fetch(idx)).detach()
     g = torch.Generator(device=dev).manual_seed(seed)
     g_cpu = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(vae.parameters(), lr=lr, weight_decay=weight_decay)
-    steps = epochs * math.ceil(len(u_all) / batch_size)
+    steps = epochs * math.ceil(n / batch_size)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, steps))
-    numel = u_all[0].numel()
+    numel = math.prod(vae.shape)
     history: list[float] = []
     vae.train()
     bar = tqdm(range(epochs), desc="vae", disable=not progress, leave=False)
     for _ in bar:
-        perm = torch.randperm(len(u_all), generator=g_cpu).to(dev)
+        perm = torch.randperm(n, generator=g_cpu)
         tot = 0.0
-        for s in batches(len(u_all), batch_size):
-            u = u_all[perm[s]]
+        for s in batches(n, batch_size):
+            u = batch(perm[s])
             loss, _, _ = vae_loss(vae, u, beta, g)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
             tot += float(loss.detach()) * len(u)
-        history.append(tot / len(u_all) / numel)
+        history.append(tot / n / numel)
         bar.set_postfix(loss=f"{history[-1]:.4f}")
     vae.eval()
     return history

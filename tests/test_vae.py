@@ -80,3 +80,47 @@ def test_vae_rejects_mismatched_features_and_bad_parameters():
         train_vae(vae, torch.randn(8, 4, 4, 4), epochs=0)
     with pytest.raises(ValueError, match="at least 2"):
         train_vae(vae, torch.randn(1, 4, 4, 4))
+
+
+def test_streamed_moments_match_the_whole_tensor():
+    from beniful.vae import streamed_moments
+    g = torch.Generator().manual_seed(0)
+    h = 5.0 + 3.0 * torch.randn(103, 4, 3, 3, generator=g)
+    mean, std, count = streamed_moments(h.split(17), [0, 2, 3])
+    assert count == 103 * 9
+    torch.testing.assert_close(mean.float(), h.mean([0, 2, 3]))
+    torch.testing.assert_close(std.float(), h.std([0, 2, 3]))
+    with pytest.raises(ValueError, match="at least 2"):
+        streamed_moments([h[:1, :, :1, :1]], [0, 2, 3])
+
+
+class _Source:
+    """Features handed out batch by batch (what a streamed fit gives train_vae)."""
+
+    def __init__(self, feats):
+        self.feats, self.asked = feats, []
+
+    def __len__(self):
+        return len(self.feats)
+
+    def __getitem__(self, idx):
+        self.asked.append(len(idx))
+        return self.feats[idx]
+
+
+def test_streamed_training_matches_the_precomputed_one():
+    g = torch.Generator().manual_seed(1)
+    feats = torch.randn(90, 4, 6, 6, generator=g)
+    torch.manual_seed(0)
+    a = FeatureVAE((4, 6, 6), 8)
+    b = FeatureVAE((4, 6, 6), 8)
+    b.load_state_dict(a.state_dict())
+    ha = train_vae(a, feats, epochs=3, batch_size=16, device="cpu")
+    src = _Source(feats)
+    hb = train_vae(b, src, epochs=3, batch_size=16, device="cpu")
+    assert max(src.asked) == 16  # never more than one batch at a time
+    torch.testing.assert_close(a.mean, b.mean)
+    torch.testing.assert_close(a.std, b.std)
+    assert hb == pytest.approx(ha, rel=1e-4)
+    for (k, pa), pb in zip(a.state_dict().items(), b.state_dict().values()):
+        torch.testing.assert_close(pa, pb, rtol=1e-3, atol=1e-4, msg=k)

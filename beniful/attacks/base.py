@@ -197,7 +197,9 @@ class Attack(Configurable):
         """Called once before the classifier is trained (e.g. IAD's mask-generator pre-training).
 
         Args:
-            x_train: the training images in [0, 1].
+            x_train: the training images as the training loop holds them: ``uint8`` (0..255) or
+                float in [0, 1]. An override converts batch by batch; a float copy of a ``uint8``
+                training set would take four times its memory on the device.
             y_train: their labels.
             device: the training device.
             progress: show progress bars.

@@ -245,7 +245,8 @@ class IAD(Attack):
         """Pre-train and freeze the mask generator (paper Sec. 3.3, mask diversity + norm loss).
 
         Args:
-            x_train: the float training images in [0, 1].
+            x_train: the training images, ``uint8`` or float in [0, 1] (kept as they are: each
+                pre-training batch is converted on its own, so no float copy of the set is made).
             y_train: their labels (unused: the mask loss needs none).
             device: where the generators train.
             progress: unused; the pre-training is short.
@@ -257,7 +258,8 @@ class IAD(Attack):
         """``epochs`` passes of the mask loss over ``x``; returns the mean loss per epoch.
 
         Args:
-            x: float images in [0, 1], on the generators' device.
+            x: images, ``uint8`` or float in [0, 1], on the generators' device (each batch is
+                converted to float on its own).
             epochs: passes over ``x``.
 
         Returns:
@@ -273,6 +275,7 @@ class IAD(Attack):
             tot, cnt = 0.0, 0
             for s in batches(len(x), self.batch_size):
                 xb = x[perm[s]]
+                xb = xb.float() / 255 if xb.dtype == torch.uint8 else xb
                 if len(xb) < 2:
                     continue
                 partner = _derangement(len(xb), g, x.device)

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm  # text bars: tqdm.auto warns "IProgress not found" in kernels without ipywidgets
 
+from .. import memory
 from ..datasets import stratified_split
 from ..metrics import threshold_at_fpr
 from ..registry import Configurable
@@ -34,20 +35,32 @@ class Detector(Configurable):
         device: ``"auto"``, ``"cpu"``, ``"cuda[:N]"``, or ``"model"`` (wherever the model is).
         seed: seed of the calibration split and of any randomness of the method.
         progress: show a progress bar while scoring.
+        memory_budget: bytes one step may hold on the device (a number or a string such as
+            ``"4GiB"``); ``None``: ``BENIFUL_MEMORY_BUDGET`` or the device's default (see
+            :mod:`beniful.memory`). Scored batches shrink below ``batch_size`` only when a batch
+            would not fit, so results do not change where everything fits.
     """
 
     name: ClassVar[str] = "detector"
     #: forward passes of the suspect model per scored input (for the cost table)
     forward_passes: ClassVar[float] = 1.0
     #: where it runs and whether it shows a bar change nothing; the seed is recorded beside params()
-    params_exclude: ClassVar[frozenset[str]] = frozenset({"device", "progress", "seed"})
+    params_exclude: ClassVar[frozenset[str]] = frozenset({"device", "progress", "seed", "memory_budget"})
+    #: model inputs a scored input turns into at once (SCALE-UP's scales, TeCo's severities): the
+    #: factor on one forward pass's memory per input when the scored batch is sized
+    inputs_per_item: int = 1
 
     def __init__(self, fpr: float = 0.05, calib_fraction: float = 0.3, batch_size: int = 256,
-                 device: str = "auto", seed: int = 0, progress: bool = False) -> None:
+                 device: str = "auto", seed: int = 0, progress: bool = False,
+                 memory_budget: int | float | str | None = None) -> None:
         self.fpr = check_fraction(fpr, "fpr", high_open=True)
         self.calib_fraction = check_fraction(calib_fraction, "calib_fraction", high_open=True)
         check_positive_int(batch_size, "batch_size")
         self.batch_size, self.device_name, self.seed, self.progress = batch_size, device, seed, progress
+        if memory_budget is not None:
+            memory.parse_bytes(memory_budget)  # fail at construction, not deep inside a fit
+        self.memory_budget = memory_budget
+        self._forward_bytes: dict[tuple[int, ...], int] = {}
         self.model: nn.Module | None = None
         self.threshold: float | None = None
         self.fit_seconds = float("nan")
@@ -96,6 +109,48 @@ class Detector(Configurable):
     def _fit(self, x: Tensor, y: Tensor) -> None:
         """Learn from clean data (override when needed)."""
 
+    # ------------------------------------------------------------------ memory
+    def budget(self) -> int:
+        """Bytes one step may hold on the detector's device (:func:`beniful.memory.memory_budget`).
+
+        Returns:
+            The budget of the detector's ``memory_budget``, the environment or the device default.
+        """
+        return memory.memory_budget(getattr(self, "device", None), self.memory_budget)
+
+    def forward_bytes(self, x: Tensor) -> int:
+        """Estimated device bytes of one input of ``x``'s shape in a forward pass of the suspect model
+        (:func:`beniful.memory.forward_item_bytes`, probed once per input shape).
+
+        Args:
+            x: inputs of the shape to be scored (only the first runs, once per shape).
+
+        Returns:
+            Bytes per input.
+        """
+        assert self.model is not None
+        shape = tuple(x.shape[1:])
+        if shape not in self._forward_bytes:
+            try:
+                with torch.no_grad():
+                    self._forward_bytes[shape] = memory.forward_item_bytes(self.model, x[:1].to(self.device))
+            except (RuntimeError, ValueError):
+                return 1  # the model rejects the shape: leave it to the scoring to say so clearly
+        return self._forward_bytes[shape]
+
+    def score_batch_size(self, x: Tensor) -> int:
+        """Inputs per scored batch: ``batch_size``, or fewer when that many would not fit the budget.
+
+        Args:
+            x: the inputs to be scored.
+
+        Returns:
+            The batch size :meth:`score` uses for ``x``.
+        """
+        if len(x) == 0:
+            return self.batch_size
+        return memory.items_that_fit(self.inputs_per_item * self.forward_bytes(x), self.budget(), self.batch_size)
+
     def calibrate(self, x_clean: Any) -> float:
         """Set the threshold so that about ``fpr`` of ``x_clean`` is flagged.
 
@@ -131,7 +186,7 @@ class Detector(Configurable):
         self._require_fit()
         x = as_images(x)
         out = []
-        for s in tqdm(list(batches(len(x), self.batch_size)), desc=self.name, disable=not self.progress, leave=False):
+        for s in tqdm(list(batches(len(x), self.score_batch_size(x))), desc=self.name, disable=not self.progress, leave=False):
             out.append(self._score(x[s].to(self.device)).float().cpu())
         return torch.cat(out) if out else torch.empty(0)
 

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import cache as cache_mod
-from .. import features, sources
+from .. import features, memory, sources
 from ..metrics import threshold_at_fpr
 from ..utils import as_images, as_tensors, batches, check_layer, resolve_device
 from ..vae import FeatureVAE, train_vae
@@ -41,6 +41,9 @@ from .base import Detector
 from .registry import DETECTORS
 
 SIGNALS = ("both", "r", "c")
+#: copies of the clean features the precomputed VAE fit holds on the device at its peak (the
+#: features, their standardised copy, one temporary of the standardisation)
+PRECOMPUTE_COPIES = 3
 CONSISTENCY = ("kl", "ce")
 _EPS = 1e-6
 
@@ -51,6 +54,8 @@ class BeniFulDetector(Detector):
 
     name = "beniful"
     forward_passes = 1.0  # replaced at fit time by 1 + the measured tail share
+    #: the tail after ``layer`` runs on the doubled batch (see :mod:`beniful.features`)
+    inputs_per_item = 2
     #: ``cache`` says where a fit is kept, not what it computes
     params_exclude = Detector.params_exclude | {"cache"}
 
@@ -87,6 +92,8 @@ class BeniFulDetector(Detector):
         self.vae: FeatureVAE | None = None
         self.input_shape: tuple[int, ...] | None = None
         self.vae_history: list[float] = []
+        #: whether the last fit streamed the clean features (they did not fit the memory budget)
+        self.streamed = False
         self.batched = True
         #: (median, scale) of log r and log c on held-out clean inputs
         self.stats: dict[str, tuple[float, float]] = {}
@@ -125,7 +132,7 @@ class BeniFulDetector(Detector):
                 "stats": {k: list(v) for k, v in self.stats.items()}, "thresholds": self.thresholds,
                 "threshold": self.threshold, "batched": self.batched, "forward_passes": self.forward_passes,
                 "input_shape": list(self.input_shape or ()), "vae_history": self.vae_history,
-                "fit_seconds": self.fit_seconds}
+                "fit_seconds": self.fit_seconds, "streamed": self.streamed}
         cache_mod.save(key, {k: v.detach().cpu().contiguous() for k, v in self.vae.state_dict().items()},
                        meta, kind="detector")
         return self
@@ -172,6 +179,7 @@ class BeniFulDetector(Detector):
         self.input_shape = tuple(meta["input_shape"]) or None
         self.vae_history = [float(v) for v in meta["vae_history"]]
         self.fit_seconds = float(meta["fit_seconds"])
+        self.streamed = bool(meta.get("streamed", False))
         return True
 
     # ------------------------------------------------------------------ fit
@@ -192,35 +200,89 @@ class BeniFulDetector(Detector):
         out = [features.extract(self.model, self.layer, x[s].to(self.device)) for s in batches(len(x), self.batch_size)]
         return torch.cat(out)
 
-    def _augmented(self, x: Tensor) -> Tensor:
-        """``augment`` shifted copies of the clean images (random crop of a zero-padded image):
-        more benign feature maps for the VAE from the same few clean images."""
-        if self.augment == 0:
-            return x
+    def _shifts(self, x: Tensor) -> tuple[int, Tensor, Tensor]:
+        """``(pad, dy, dx)`` of the ``augment`` shifted copies (``dy``, ``dx``: ``augment x N``),
+        drawn from a generator seeded with the detector's seed: the one source of the copies, for
+        the precomputed and the streamed fit alike."""
         g = torch.Generator().manual_seed(self.seed + 31)
         n, _, h, w = x.shape
         pad = max(1, round(min(h, w) / 14))
-        xp = F.pad(x, (pad,) * 4)
-        out = [x]
+        dy, dx = [], []
         for _ in range(self.augment):
-            dy = torch.randint(0, 2 * pad + 1, (n,), generator=g)
-            dx = torch.randint(0, 2 * pad + 1, (n,), generator=g)
-            out.append(torch.stack([xp[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)]))
-        return torch.cat(out)
+            dy.append(torch.randint(0, 2 * pad + 1, (n,), generator=g))
+            dx.append(torch.randint(0, 2 * pad + 1, (n,), generator=g))
+        empty = torch.empty(0, n, dtype=torch.long)
+        return pad, torch.stack(dy) if dy else empty, torch.stack(dx) if dx else empty
+
+    def _augmented(self, x: Tensor, idx: Tensor | None = None) -> Tensor:
+        """``augment`` shifted copies of the clean images (random crop of a zero-padded image):
+        more benign feature maps for the VAE from the same few clean images.
+
+        Item ``k * N + j`` is copy ``k`` of image ``j`` (copy 0: the image itself). ``idx`` picks
+        items (a streamed fit builds each batch's images when it needs them); ``None``: all of them,
+        ``(augment + 1) * N`` images."""
+        n, _, h, w = x.shape
+        if idx is None:
+            if self.augment == 0:
+                return x
+            idx = torch.arange((self.augment + 1) * n)
+        pad, dy, dx = self._shifts(x)
+        copy, j = idx // n, idx % n
+        out = []
+        for k, i in zip(copy.tolist(), j.tolist()):
+            if k == 0:
+                out.append(x[i])
+            else:
+                xp = F.pad(x[i], (pad,) * 4)
+                a, b = int(dy[k - 1, i]), int(dx[k - 1, i])
+                out.append(xp[:, a:a + h, b:b + w])
+        return torch.stack(out) if out else x[:0]
+
+    def fit_plan(self, x: Tensor) -> dict[str, Any]:
+        """How the VAE fit on clean images ``x`` will hold its features, from the memory budget.
+
+        The precomputed fit holds every feature on the device, about ``PRECOMPUTE_COPIES`` copies
+        at its peak (the features, their standardised copy and one temporary); it is used when
+        that fits :meth:`~beniful.detectors.base.Detector.budget`, else the fit streams.
+
+        Args:
+            x: the clean images the VAE is fitted on (before augmentation).
+
+        Returns:
+            ``{"items", "feature_shape", "feature_bytes", "precomputed_bytes", "budget", "streamed"}``:
+            the number of (augmented) feature maps, one map's shape and bytes, the bytes the
+            precomputed fit would hold, the budget, and whether the fit streams.
+        """
+        assert self.model is not None
+        with torch.no_grad():
+            shape = tuple(features.extract(self.model, self.layer, x[:1].to(self.device)).shape[1:])
+        items = (self.augment + 1) * len(x)
+        per = memory.tensor_bytes(shape)
+        need, budget = items * per * PRECOMPUTE_COPIES, self.budget()
+        return {"items": items, "feature_shape": shape, "feature_bytes": per, "precomputed_bytes": need,
+                "budget": budget, "streamed": need > budget}
 
     def _fit(self, x: Tensor, y: Tensor) -> None:
         check_layer(self.model, self.layer)
         self.input_shape = tuple(x.shape[1:])
-        feats = self.middle_features(self._augmented(x))
+        plan = self.fit_plan(x)
+        self.streamed = bool(plan["streamed"])
+        feats: Tensor | _StreamedFeatures
+        if self.streamed:
+            feats = _StreamedFeatures(self, x, plan["items"])
+        else:
+            feats = self.middle_features(self._augmented(x))
         # the VAE's initial weights come from the detector's seed, not from whatever the global RNG
         # holds: two fits with the same seed and data give the same detector
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed + 17)
-            self.vae = FeatureVAE(tuple(feats.shape[1:]), self.latent_dim).to(self.device)
+            self.vae = FeatureVAE(plan["feature_shape"], self.latent_dim).to(self.device)
+        del plan
         with torch.enable_grad():
             self.vae_history = train_vae(self.vae, feats, epochs=self.vae_epochs, lr=self.vae_lr,
                                          batch_size=self.vae_batch_size, beta=self.beta, seed=self.seed,
                                          device=self.device, progress=self.progress)
+        del feats
         self.vae.requires_grad_(False)
         probe = x[: min(8, len(x))].to(self.device)
         self.batched = features.batched_tail_ok(self.model, self.layer, probe, self.vae.reconstruct)
@@ -244,7 +306,7 @@ class BeniFulDetector(Detector):
         x = as_images(x)
         self._check_shape(x)
         out: dict[str, list[Tensor]] = {"r": [], "c": [], "pred": [], "pred_rec": []}
-        for s in batches(len(x), self.batch_size):
+        for s in batches(len(x), self.score_batch_size(x)):
             r, c, p, pr = self._raw(x[s].to(self.device))
             for k, v in zip(("r", "c", "pred", "pred_rec"), (r, c, p, pr)):
                 out[k].append(v.cpu())
@@ -330,3 +392,21 @@ class BeniFulDetector(Detector):
         self._check_shape(x)
         r, c, _, _ = self._raw(x)
         return self.combine(r, c)
+
+
+class _StreamedFeatures:
+    """The clean features of a streamed fit, computed when asked: item ``i`` is the feature of
+    :meth:`BeniFulDetector._augmented` item ``i``, built from the (CPU) images batch by batch, so
+    neither all augmented images nor all features exist at once (a :class:`~beniful.vae.FeatureSource`)."""
+
+    def __init__(self, det: BeniFulDetector, x: Tensor, items: int) -> None:
+        self.det, self.x, self.items = det, x, items
+
+    def __len__(self) -> int:
+        return self.items
+
+    @torch.no_grad()
+    def __getitem__(self, idx: Tensor) -> Tensor:
+        det = self.det
+        assert det.model is not None
+        return features.extract(det.model, det.layer, det._augmented(self.x, idx).to(det.device))

@@ -116,9 +116,10 @@ class IBDPSC(Detector):
     @torch.no_grad()
     def _error_rate(self, model: nn.Module, x: Tensor, y: Tensor) -> float:
         wrong = 0
-        for s in range(0, len(x), self.batch_size):
-            pred = model(x[s:s + self.batch_size].to(self.device)).argmax(1).cpu()
-            wrong += int((pred != y[s:s + self.batch_size]).sum())
+        bs = self.score_batch_size(x)
+        for s in range(0, len(x), bs):
+            pred = model(x[s:s + bs].to(self.device)).argmax(1).cpu()
+            wrong += int((pred != y[s:s + bs]).sum())
         return wrong / max(1, len(x))
 
     def _fit(self, x: Tensor, y: Tensor) -> None:

@@ -94,6 +94,7 @@ class ScaleUp(Detector):
             raise ValueError(f"normalize must be one of {', '.join(NORMALIZE_MODES)}; got {normalize!r}")
         self.scales, self.normalize = scales, normalize
         self.forward_passes = 1.0 + len(scales)
+        self.inputs_per_item = len(scales)  # amplify() runs every scale of a batch in one pass
         self.mu: Tensor | None = None   # per class (or a single entry), on the CPU
         self.sigma: Tensor | None = None
         self.global_stats: tuple[float, float] = (0.0, 1.0)
@@ -121,8 +122,9 @@ class ScaleUp(Detector):
             raise ValueError(f"normalize={self.normalize!r} needs at least 2 clean images, got {len(x)}")
         spcs, preds = [], []
         with torch.no_grad():
-            for s in range(0, len(x), self.batch_size):
-                v, p = self.spc(x[s:s + self.batch_size].to(self.device))
+            bs = self.score_batch_size(x)
+            for s in range(0, len(x), bs):
+                v, p = self.spc(x[s:s + bs].to(self.device))
                 spcs.append(v.cpu())
                 preds.append(p.cpu())
         spc, pred = torch.cat(spcs), torch.cat(preds)

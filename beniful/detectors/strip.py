@@ -31,13 +31,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .. import memory
 from ..utils import check_positive_int
 from .base import Detector
 from .registry import DETECTORS
 
 __all__ = ["STRIP", "blend", "normalised_entropy"]
 
-#: images per forward pass inside one scored batch (bounds memory: batch x overlays can be large)
+#: most images per forward pass inside one scored batch (batch x overlays can be large); fewer when
+#: that many would not fit the detector's memory budget (:mod:`beniful.memory`)
 MAX_FORWARD = 4096
 
 
@@ -116,8 +118,10 @@ class STRIP(Detector):
             raise ValueError(f"inputs have shape {tuple(x.shape[1:])} but the clean data had "
                              f"{tuple(self.overlays.shape[1:])}")
         total = torch.zeros(len(x), device=x.device, dtype=torch.float64)
-        # group overlays so that one forward pass holds at most MAX_FORWARD images
-        step = max(1, MAX_FORWARD // max(1, len(x)))
+        # group overlays so that one forward pass holds at most MAX_FORWARD images, and no more than
+        # the budget allows (score() already keeps len(x) within it)
+        per_pass = memory.items_that_fit(self.forward_bytes(x), self.budget(), MAX_FORWARD)
+        step = max(1, per_pass // max(1, len(x)))
         for s in range(0, self.n_overlays, step):
             ov = self.overlays[s:s + step]
             p = blend(x, ov, self.alpha, self.beta)

@@ -95,6 +95,7 @@ class TeCo(Detector):
             raise ValueError(f"unknown preset {preset!r}; valid: {', '.join(PRESETS)}")
         self.corruptions, self.preset = corruptions, preset
         self.forward_passes = 1.0 + N_SEVERITIES * len(corruptions)
+        self.inputs_per_item = N_SEVERITIES  # levels() runs the severities of a corruption in one pass
         self._gen: torch.Generator | None = None
 
     def score(self, x: Any) -> Tensor:

@@ -69,7 +69,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm  # text bars: tqdm.auto warns "IProgress not found" in kernels without ipywidgets
 
-from .. import features
+from .. import features, memory
 from ..detectors.beniful import BeniFulDetector
 from ..training import augment
 from ..utils import batches, check_layer
@@ -240,7 +240,9 @@ class BeniFulEliminator(Eliminator):
         assert det.model is not None and det.vae is not None
         scale, shift = estimate.to(self.device)
         parts = []
-        for sl in batches(len(x_s), 256):
+        # 256 per batch, fewer when the detector's memory budget holds fewer (:mod:`beniful.memory`)
+        bs = memory.items_that_fit(det.inputs_per_item * det.forward_bytes(x_s), det.budget(), 256)
+        for sl in batches(len(x_s), bs):
             xb = x_s[sl].to(self.device)
             terms = []
             if "rec" in self.relabel_source:

@@ -185,3 +185,22 @@ def test_trains_with_the_classifier_through_the_trainer_hooks():
     assert any(not torch.equal(a, b) for a, b in zip(m0, atk.mask_net.parameters()))  # pre-trained
     assert any(not torch.equal(a, b) for a, b in zip(p0, atk.parameters()))  # jointly trained
     assert not atk.pattern_net.training
+
+
+def test_mask_pretraining_on_uint8_images_matches_float_without_a_float_copy(monkeypatch):
+    x8 = (torch.rand(48, 1, 12, 12, generator=torch.Generator().manual_seed(3)) * 255).to(torch.uint8)
+    a, b = _iad(mask_epochs=2), _iad(mask_epochs=2)
+    a.begin_training(x8.float() / 255, torch.zeros(48), torch.device("cpu"))
+    seen = []
+    orig = torch.Tensor.float
+
+    def spy(t, *args, **kw):
+        seen.append(len(t))
+        return orig(t, *args, **kw)
+
+    monkeypatch.setattr(torch.Tensor, "float", spy)
+    b.begin_training(x8, torch.zeros(48), torch.device("cpu"))
+    monkeypatch.undo()
+    assert seen and max(seen) <= b.batch_size  # converted batch by batch, never the whole set
+    for pa, pb in zip(a.mask_net.parameters(), b.mask_net.parameters()):
+        assert torch.equal(pa, pb)

@@ -280,3 +280,30 @@ def test_uncached_fit_writes_nothing(tmp_path, monkeypatch):
     assert not any(tmp_path.iterdir()) if tmp_path.exists() else True
     with pytest.raises(ValueError, match="cache"):
         BeniFulDetector(cache="yes")
+
+
+# ---------------------------------------------------------------------------------- memory budget
+def test_augmented_items_are_the_augmented_set_picked_by_index():
+    x = torch.rand(7, 2, 9, 9)
+    det = BeniFulDetector(augment=3)
+    full = det._augmented(x)
+    assert full.shape == (28, 2, 9, 9)
+    idx = torch.tensor([27, 0, 8, 13, 6])
+    assert torch.equal(det._augmented(x, idx), full[idx])
+
+
+def test_streamed_fit_matches_the_precomputed_one(fitted):
+    p, det = fitted
+    assert not det.streamed
+    kw = {**FAST, "vae_epochs": 3, "augment": 2}
+    pre = BeniFulDetector(layer=MID, **kw).fit(p["model"], p["clean"])
+    xc = p["clean"][0]
+    budget = pre.fit_plan(xc[: len(xc) // 2])["precomputed_bytes"]  # below the 70 % fit part's need
+    tiny = BeniFulDetector(layer=MID, memory_budget=budget, **kw)
+    streamed = tiny.fit(p["model"], p["clean"])
+    assert streamed.streamed and not pre.streamed
+    torch.testing.assert_close(streamed.vae.mean, pre.vae.mean)
+    torch.testing.assert_close(streamed.vae.std, pre.vae.std)
+    assert streamed.vae_history == pytest.approx(pre.vae_history, rel=1e-3)
+    x = torch.cat([p["test"][:20], p["trig"][:20]])
+    torch.testing.assert_close(streamed.signals(x)["r"], pre.signals(x)["r"], rtol=1e-3, atol=1e-5)

@@ -17,8 +17,8 @@ from beniful.detectors.beniful import BeniFulDetector
 from beniful.eliminators.beniful import TERMS, BeniFulEliminator, parse_form
 
 LAYER = "stage1"
-#: the planted cases are orientation-coded like digits (conftest.NO_FLIP): BeniFul-BE at the values the
-#: package uses on digits (no flip, padding 2, momentum 0)
+#: the planted cases are orientation-coded like digits (conftest.NO_FLIP): BeniFul-BE with whatever the
+#: package passes on digits (today nothing: its own defaults never flip)
 DIGITS = method_defaults.for_method("eliminators", "beniful", "mnist5k")
 DET = {"vae_epochs": 30, "latent_dim": 16, "augment": 0}
 

@@ -31,7 +31,7 @@ from .utils import check_fraction, predict_logits
 __all__ = ["detection_by_signal",
            "detection_by_layer", "detection_by_clean_fraction", "elimination_by_form",
            "backdoor_consistency", "signal_distributions", "detection_by_param",
-           "sensitivity_to_rate"]
+           "sensitivity_to_rate", "elimination_by_setting"]
 
 LAYERS = ("layer1", "layer2", "layer3", "layer4")
 
@@ -289,6 +289,35 @@ def detection_by_param(tms: Case | Iterable[Case], param: str, values: Sequence[
         df = detection_by_signal(tms, layer=layer, **{param: v}, **detector_kwargs)
         frames.append(df[df.signal == "both"].assign(param=param, value=v))
     return pd.concat(frames, ignore_index=True)
+
+
+def elimination_by_setting(tms: Case | Iterable[Case], settings: dict[str, dict[str, Any]],
+                           eliminator: str = "beniful", split: str = "validation", **common: Any) -> pd.DataFrame:
+    """One elimination row per case and named setting: how a default is chosen on the validation split.
+
+    Each setting's keyword arguments go over ``common`` and the data set's per-family defaults
+    (:func:`beniful.evaluation.elimination_row` builds the eliminator by name), e.g.::
+
+        elimination_by_setting(models, {"momentum 0": {"momentum": 0.0}, "momentum 0.9": {"momentum": 0.9}},
+                               detector_kwargs={"cache": True})
+
+    Args:
+        tms: one case or several.
+        settings: ``{label: eliminator keyword arguments}``.
+        eliminator: the eliminator's registered name.
+        split: ``"validation"`` (default; where defaults are chosen) or ``"test"``.
+        **common: keyword arguments of every setting.
+
+    Returns:
+        The rows of :func:`~beniful.evaluation.elimination_row` with ``setting`` and ``acc_drop``
+        (``acc_before - acc``).
+    """
+    rows = []
+    for tm in _as_list(tms):
+        for label, kw in settings.items():
+            row = elimination_row(tm, eliminator, split=split, **{**common, **kw})
+            rows.append({**row, "setting": label, "acc_drop": row["acc_before"] - row["acc"]})
+    return pd.DataFrame(rows)
 
 
 def sensitivity_to_rate(attack: str, rates: Sequence[float], zoo_kwargs: dict[str, Any], layer: str = "layer3",

@@ -91,3 +91,14 @@ def test_backdoor_consistency_splits_triggered_inputs_by_the_models_behaviour(ti
         parts = [(r.keeps_class, r.flag_rate_triggered_kept), (1 - r.keeps_class, r.flag_rate_triggered_flipped)]
         total = sum(w * v for w, v in parts if w > 0)
         assert total == pytest.approx(r.flag_rate_triggered, abs=1e-6)
+
+
+def test_elimination_by_setting_labels_each_row_and_passes_each_setting(tiny_badnets_tm) -> None:
+    from beniful import ablations
+
+    df = ablations.elimination_by_setting(tiny_badnets_tm, {"none": {"epochs": 0}, "one": {"epochs": 1}}, "ft",
+                                          use_cache=False, batch_size=16)
+    assert df.setting.tolist() == ["none", "one"] and (df.split == "validation").all()
+    none = df.iloc[0]
+    assert none.acc == none.acc_before and none.acc_drop == 0  # 0 epochs: the model as it was
+    assert abs(df.iloc[1].acc_drop - (df.iloc[1].acc_before - df.iloc[1].acc)) < 1e-12

@@ -53,10 +53,11 @@ The optimiser and augmentation defaults (plain SGD without momentum, random crop
 padding, no flip) were chosen on validation splits of both kinds of image we have: mnist5k's digits
 (above) and Fashion-MNIST's product photos, where flips are valid. On a stratified 4,000/1,000-image
 Fashion-MNIST subset (quick profile, seed 0, cpu) the mean of ASR + ACC drop over the five attacks was
-lowest with these values; the fine-tuning baselines' natural-image setting (momentum 0.9, padding 4,
-flip) cost 0.06-0.09 of validation ACC, where these cost 0.02-0.04, at the same or lower ASR except
-WaNet (0.12 against 0.07; no setting reached 0.05 there). The table is on the book's page on the
-elimination defaults. Not yet validated on CIFAR-10 or Tiny ImageNet (no copy on our machines).
+lowest with these values (0.073, against 0.104 for the fine-tuning baselines' natural-image setting
+of momentum 0.9, padding 4 and flips, and 0.090 / 0.111 for the two mixtures). That setting cost
+0.06-0.09 of validation ACC where these cost 0.02-0.06, with ASR within one image of it on four
+attacks and higher on WaNet (0.12 against 0.07; no setting reached 0.05 there). The table is on the
+book's page on the elimination defaults (``results/quick/fashion-mnist/elimination_defaults_natural.csv``). Not yet validated on CIFAR-10 or Tiny ImageNet (no copy on our machines).
 """
 from __future__ import annotations
 

@@ -403,3 +403,51 @@ def test_tiny_imagenet_missing_names_the_download_command(tmp_path):
     with pytest.raises(DatasetNotFoundError) as err:
         datasets.load("tiny-imagenet", root=tmp_path)
     assert f"python data_scripts/download_tiny_imagenet.py --root {tmp_path}" in str(err.value)
+
+
+# ------------------------------------------------------- real-content writers (tests/support/smoke_data.py)
+
+_smoke_spec = importlib.util.spec_from_file_location("_beniful_smoke_data", Path(__file__).parent / "support" / "smoke_data.py")
+smoke_data = importlib.util.module_from_spec(_smoke_spec)
+sys.modules.setdefault("_beniful_smoke_data", smoke_data)
+_smoke_spec.loader.exec_module(smoke_data)
+
+
+def test_cifar10_writer_makes_tinted_digits_the_loader_reads(tmp_path, mnist):
+    folder = smoke_data.write_cifar10(tmp_path, n_train=50, n_test=20)
+    assert sorted(p.name for p in folder.iterdir()) == ["batches.meta", "data_batch_1", "data_batch_2", "data_batch_3",
+                                                       "data_batch_4", "data_batch_5", "test_batch"]
+    meta = builtin_datasets.safe_unpickle(folder / "batches.meta")
+    assert meta[b"label_names"][0] == b"airplane"
+    raw = builtin_datasets.safe_unpickle(folder / "data_batch_1")
+    assert {b"data", b"labels", b"batch_label", b"filenames"} <= set(raw) and raw[b"data"].shape == (10, 3072)
+    train, test = datasets.load("cifar10", root=tmp_path)
+    assert train.data.shape == (50, 3, 32, 32) and test.data.shape == (20, 3, 32, 32)
+    assert len(set(train.targets.tolist())) > 5  # shuffled, not the sorted digit order
+    # each image is a digit: its luminance pattern matches the mnist5k digit of that label, padded by 2
+    digits, labels = mnist[0].data[:, 0], mnist[0].targets
+    for img, y in zip(train.data[:10], train.targets[:10]):
+        grey = img.float().mean(0)[2:30, 2:30]
+        best = max(range(len(digits)), key=lambda i: -float((grey - digits[i].float()).abs().mean()) if labels[i] == y
+                   else -1e9)
+        assert torch.corrcoef(torch.stack([grey.flatten(), digits[best].float().flatten()]))[0, 1] > 0.99
+        assert float((img[0].float() - img[1].float()).abs().max()) > 0  # tinted: the planes differ
+    assert torch.equal(train.data[:, :, :2], torch.zeros_like(train.data[:, :, :2]) + train.data[:, :, :1, :1])
+
+
+def test_tiny_imagenet_writer_makes_200_digit_colour_classes_the_loader_reads(tmp_path):
+    base = smoke_data.write_tiny_imagenet(tmp_path, n_train=2, n_val=1)
+    wnids = (base / "wnids.txt").read_text().split()
+    assert len(wnids) == len(set(wnids)) == 200 and all(w.startswith("n") and len(w) == 9 for w in wnids)
+    assert len(list((base / "train" / wnids[0] / "images").glob("*.JPEG"))) == 2
+    train, test = datasets.load("tiny-imagenet", root=tmp_path)
+    assert train.data.shape == (400, 3, 64, 64) and test.data.shape == (200, 3, 64, 64)
+    assert train.classes == wnids and train.targets.bincount().tolist() == [2] * 200
+    # class k: the background (a corner pixel) is scheme k // 10's, the ink its foreground
+    for img, y in zip(test.data, test.targets):
+        fg, bg = smoke_data.TINY_SCHEMES[int(y) // 10]
+        assert (img[:, 0, 0].int() - torch.tensor(bg)).abs().max() <= 12  # JPEG error
+        ink = img.float().mean(0) != img[:, 0, 0].float().mean()
+        assert ink.any()
+    schemes = {(fg, bg) for fg, bg in smoke_data.TINY_SCHEMES}
+    assert len(schemes) == 20

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from .attacks.base import Attack
-from .datasets import ImageDataset, stratified_split
+from .datasets import ImageDataset, stratified_sample, stratified_split
 from .utils import check_fraction
 
 __all__ = ["Case", "defender_split"]
@@ -28,7 +28,10 @@ __all__ = ["Case", "defender_split"]
 
 def defender_split(train: ImageDataset, poisoned: Tensor | None, fraction: float, seed: int) -> ImageDataset:
     """The defender's clean data: a stratified subset of ``train`` holding ``fraction`` of its size,
-    never one of the ``poisoned`` indices.
+    never one of the ``poisoned`` indices. A share under half an image per class (many classes,
+    few images each), which per-class rounding would leave empty, is drawn as exactly
+    ``round(fraction * len(train))`` images (at least one) over as many classes
+    (:func:`~beniful.datasets.stratified_sample`).
 
     Args:
         train: the training set (clean copies of its images).
@@ -46,6 +49,9 @@ def defender_split(train: ImageDataset, poisoned: Tensor | None, fraction: float
     clean_idx = torch.nonzero(keep).flatten()
     share = min(0.999, fraction * len(train) / len(clean_idx))
     part, _ = stratified_split(train.targets[clean_idx], share, seed + 7919)
+    if len(part) == 0:  # under half an image per class (many classes, few images): exactly the share instead
+        want = min(len(clean_idx), max(1, round(fraction * len(train))))
+        part = stratified_sample(train.targets[clean_idx], want, seed + 7919)
     return train.subset(clean_idx[part])
 
 

@@ -76,3 +76,17 @@ def test_clean_data_draws_other_fractions_only_with_a_training_set(case: Case) -
 def test_natural_mix_needs_an_attack(case: Case) -> None:
     with pytest.raises(ValueError, match="no attack"):
         evaluation.natural_mix(case.replace(attack=None))
+
+
+def test_defender_split_keeps_a_tiny_share_of_many_classes_instead_of_none():
+    """200 classes x 3 images, 1 %: per-class rounding gives every class 0; the share is drawn exactly."""
+    from beniful.case import defender_split
+    from beniful.datasets import ImageDataset
+
+    y = torch.arange(600) % 200
+    train = ImageDataset(torch.zeros(600, 3, 2, 2, dtype=torch.uint8), y)
+    poisoned = torch.arange(1, 61)
+    clean = defender_split(train, poisoned, 0.01, 0)
+    assert len(clean) == 6 and len(torch.unique(clean.targets)) == 6
+    big = defender_split(train, poisoned, 0.5, 0)  # whole images per class: the stratified draw as before
+    assert len(torch.unique(big.targets)) == 200

@@ -451,3 +451,21 @@ def test_tiny_imagenet_writer_makes_200_digit_colour_classes_the_loader_reads(tm
         assert ink.any()
     schemes = {(fg, bg) for fg, bg in smoke_data.TINY_SCHEMES}
     assert len(schemes) == 20
+
+
+def test_stratified_sample_draws_exactly_n_over_many_classes():
+    y = torch.arange(400) % 200  # 2 images per class: 60 of them are 0.3 per class
+    assert len(datasets.stratified_split(y, 60 / 400, 0)[0]) == 0  # per-class rounding: nothing
+    idx = datasets.stratified_sample(y, 60, 0)
+    assert len(idx) == 60 and len(torch.unique(y[idx])) == 60 and torch.equal(idx, idx.sort().values)
+    uneven = torch.tensor([0] * 7 + [1] * 2 + [2] * 1)
+    assert torch.bincount(uneven[datasets.stratified_sample(uneven, 5, 0)], minlength=3).tolist() == [4, 1, 0]
+    with pytest.raises(ValueError, match="n must be an integer in 0..10"):
+        datasets.stratified_sample(uneven, 11, 0)
+
+
+def test_stratified_sample_equals_stratified_split_when_shares_are_whole(mnist):
+    """So a caller that switched to it (the detection subset) draws the quick profile's same images."""
+    y = mnist[1].targets  # 100 per class
+    for n, seed in ((200, 7), (500, 3)):
+        assert torch.equal(datasets.stratified_sample(y, n, seed), datasets.stratified_split(y, n / len(y), seed)[0])

@@ -90,3 +90,34 @@ def test_defender_split_keeps_a_tiny_share_of_many_classes_instead_of_none():
     assert len(clean) == 6 and len(torch.unique(clean.targets)) == 6
     big = defender_split(train, poisoned, 0.5, 0)  # whole images per class: the stratified draw as before
     assert len(torch.unique(big.targets)) == 200
+
+
+def test_validation_split_of_one_image_per_class_keeps_a_pool():
+    """200 classes x 2 test images: the pool half has one per class; halving it per class rounded to
+    nothing (an empty validation pool, so no suspicious inputs and no n_suspicious column)."""
+    y = torch.arange(400) % 200
+    tm = Case(model=nn.Identity(), attack=None, test=ImageDataset(torch.zeros(400, 1, 2, 2, dtype=torch.uint8), y),
+              clean=ImageDataset(torch.zeros(2, 1, 2, 2, dtype=torch.uint8), torch.arange(2)), seed=0)
+    pool, ev = evaluation.validation_split(tm)
+    assert len(pool) == 100 and len(ev) == 100 and len(torch.unique(pool.targets)) == 100
+
+
+def test_validation_split_of_whole_halves_is_the_per_class_draw():
+    from beniful.datasets import stratified_split
+
+    y = torch.arange(1000) % 10
+    tm = Case(model=nn.Identity(), attack=None, test=ImageDataset(torch.arange(1000).reshape(-1, 1, 1, 1).to(torch.uint8)
+              .expand(-1, 1, 2, 2).contiguous(), y), clean=ImageDataset(torch.zeros(2, 1, 2, 2, dtype=torch.uint8),
+              torch.arange(2)), seed=3)
+    half, _ = evaluation.elimination_split(tm.test, 3)
+    a, b = stratified_split(half.targets, 0.5, 3 + 2971)
+    pool, ev = evaluation.validation_split(tm)
+    assert torch.equal(pool.data, half.data[a]) and torch.equal(ev.data, half.data[b])
+
+
+def test_suspicious_columns_are_there_when_a_pool_miner_had_no_pool():
+    from beniful.eliminators.beniful import BeniFulEliminator
+
+    stats = evaluation._suspicious_stats(BeniFulEliminator(), torch.zeros(0, dtype=torch.bool))
+    assert stats["n_suspicious"] == 0 and set(stats) == {"n_suspicious", "suspicious_precision", "suspicious_recall"}
+    assert evaluation._suspicious_stats(object(), torch.zeros(0, dtype=torch.bool)) == {}

@@ -1,14 +1,17 @@
 """Named experiment profiles: ``quick`` (CPU, embedded data, minutes), ``paper`` (GPU, BackdoorBench)
 and ``smoke`` (the paper's code path at toy sizes, a CI check that every notebook runs on real shapes).
 
-A profile fixes the model width, the training recipe, the defender's clean-data share and any
-per-attack parameter that the quick setting needs changed. Every value is listed in the book's
-setup page; the ``paper`` profile is BackdoorBench's setting, the ``quick`` one our own choice.
+A profile fixes the model width, the training recipe, the defender's clean-data share, any
+per-attack parameter that the quick setting needs changed, optional caps on the images used
+(``data_sizes``) and whether the notebooks assert quality targets (``quality_checks``). The quick
+and paper values are listed in the book's setup page; the ``paper`` profile is BackdoorBench's
+setting, the ``quick`` one our own choice, ``smoke`` only checks that the code runs (``make smoke``).
+The method budget a profile's notebooks use lives in :data:`beniful.notebook.budgets.BUDGETS`.
 
 Profiles are entries of the :data:`PROFILES` registry, so a new one is a registration::
 
-    profiles.register(profiles.Profile(name="smoke", description="...", width=4, train=TrainConfig(epochs=1)))
-    zoo.get("badnets", profile="smoke")
+    profiles.register(profiles.Profile(name="tiny", description="...", width=4, train=TrainConfig(epochs=1)))
+    zoo.get("badnets", profile="tiny")
 """
 from __future__ import annotations
 
@@ -219,7 +222,7 @@ def available() -> list[str]:
     """The registered profile names.
 
     Returns:
-        Sorted names, e.g. ``["paper", "quick"]``.
+        Sorted names, e.g. ``["paper", "quick", "smoke"]``.
     """
     return PROFILES.available()
 

@@ -114,6 +114,8 @@ def test_make_smoke_runs_every_notebook_on_both_shapes_outside_the_committed_tre
                      if f"notebooks/runs/smoke_{ds}/" in l and "--cwd" in l)
         assert ran == nbs, (ds, ran)
         assert f"-p profile smoke -p dataset {ds}" in dry
+        for bench in ("bench_detection", "bench_elimination"):  # table5 reads them
+            assert f"benchmarks/{bench}.py --profile smoke --dataset {ds} --quick" in dry
     assert f"BENIFUL_DATA={smoke}/data" in dry and f"BENIFUL_RESULTS={smoke}/results" in dry
     assert re.search(rf"BENIFUL_SMOKE_RESULTS={re.escape(str(smoke))}/results .*pytest -q tests/smoke", dry.replace("\\\n", ""))
     cfg = yaml.safe_load((ROOT / "_config.yml").read_text())

@@ -102,6 +102,24 @@ def test_notebook_table(dataset: str, name: str) -> None:
 
 
 @pytest.mark.parametrize("dataset", DATASETS)
+def test_table5_costs_every_method_from_the_benchmarks(dataset: str) -> None:
+    """table5 reads the benchmark CSVs make smoke wrote first: one detection row per detector (and
+    plain inference) at its defaults, one elimination row per eliminator."""
+    table = _read(dataset, "table5")
+    assert set(table.profile) == {"smoke"}
+    det, elim = table[table.kind == "detection"], table[table.kind == "elimination"]
+    assert sorted(det.detector) == sorted(DETECTORS + ["plain"]) and set(det.settings) == {"defaults"}
+    assert sorted(elim.eliminator) == sorted(ELIMINATORS)
+    assert (det["images/s"] > 0).all() and (elim["wall s"] > 0).all()
+    for col in ("acc", "asr", "acc_before", "asr_before"):
+        assert elim[col].between(0, 1).all(), col
+    for name in ("bench_detection", "bench_elimination"):
+        bench = _read(dataset, name)
+        assert set(bench.profile) == {"smoke"} and set(bench.dataset) == {dataset}
+        assert bench["error"].isna().all(), bench.loc[bench["error"].notna(), "error"].tolist()
+
+
+@pytest.mark.parametrize("dataset", DATASETS)
 def test_fig4_sweeps_every_parameter(dataset: str) -> None:
     counts = _read(dataset, "fig4").groupby("param").size().to_dict()
     assert counts == FIG4_POINTS

@@ -1,6 +1,6 @@
 # beniful: two commands on a fresh machine with Python 3.11 (README):
 #   make reproduce   every notebook on the quick profile (CPU, embedded data) + the book in _build/html
-#   make test        unit tests + nbval over the committed, executed notebooks
+#   make test        unit tests + nbval over the committed, executed notebooks + make smoke
 # GPU path: make reproduce PROFILE=paper DATASET=cifar10 (executed notebooks go to notebooks/runs/,
 # CSVs to results/paper/cifar10/; the quick ones are left as they are).
 
@@ -40,12 +40,13 @@ else
   PM_PARAMS := -p profile $(PROFILE) $(if $(DATASET),-p dataset $(DATASET)) $(if $(SEEDS),-p seed $(SEEDS))
 endif
 
-.PHONY: help install reproduce notebooks book-notebooks book test unit nbval lint clean-book $(RUN_TARGETS)
+.PHONY: help install reproduce notebooks book-notebooks book test unit nbval smoke lint clean-book $(RUN_TARGETS)
 
 help:
 	@echo "make install     build .venv ($(PYTHON)) from requirements.txt and install beniful into it"
 	@echo "make reproduce   run every notebook with papermill (PROFILE=$(PROFILE) DATASET=$(DATASET)), JOBS=$(JOBS) at a time, and build the book"
-	@echo "make test        unit tests + pytest --nbval-lax notebooks/"
+	@echo "make test        unit tests + pytest --nbval-lax notebooks/ + make smoke"
+	@echo "make smoke       every notebook on the smoke profile over CIFAR-10/Tiny-ImageNet-shaped data, CSVs checked"
 	@echo "make book        jupyter-book build -W -n --keep-going . (into _build/html)"
 	@echo "make lint        ruff check . (rules in pyproject.toml)"
 
@@ -108,7 +109,33 @@ book-notebooks: $(STAMP)
 book: $(STAMP)
 	$(BIN)/jupyter-book build -W -n --keep-going .
 
-test: unit nbval
+test: unit nbval smoke
+
+# Smoke test (CI): every notebook on the smoke profile (the paper profile's code path at toy sizes,
+# beniful/profiles.py) over CIFAR-10- and Tiny-ImageNet-shaped data written from the embedded digits
+# (tests/support/smoke_data.py), then a check of every CSV they wrote (tests/smoke/). table5 reads
+# the two benchmarks, so they run first (--quick: one repeat, short fits; --no-budget: each method
+# at its defaults, which table5's acceptance rows need; 64 images). Data, CSVs and executed
+# notebooks stay out of the committed trees: data and CSVs under .cache/smoke/, notebooks in
+# notebooks/runs/smoke_<dataset>/ (ignored; the book excludes notebooks/runs). About 10 min cold on
+# 2 cores (both data sets).
+SMOKE_DIR := $(CURDIR)/.cache/smoke
+SMOKE_DATASETS := cifar10 tiny-imagenet
+SMOKE_ENV := BENIFUL_DATA=$(SMOKE_DIR)/data BENIFUL_RESULTS=$(SMOKE_DIR)/results
+smoke: $(STAMP)
+	rm -rf $(SMOKE_DIR)/results
+	$(BIN)/python tests/support/smoke_data.py $(SMOKE_DIR)/data
+	@$(MAKE) --no-print-directory $(addprefix smoke-,$(SMOKE_DATASETS))
+	BENIFUL_SMOKE_RESULTS=$(SMOKE_DIR)/results BENIFUL_SMOKE_DATASETS="$(SMOKE_DATASETS)" \
+	  $(BIN)/pytest -q tests/smoke
+
+# one data set: the benchmarks, then every notebook (each recipe line on its own: `make -n` runs
+# the lines that call $(MAKE), so no other command may share them)
+smoke-%: $(STAMP)
+	@echo ">> smoke: benchmarks and every notebook on $*"
+	$(SMOKE_ENV) $(BIN)/python benchmarks/bench_detection.py --profile smoke --dataset $* --quick --no-budget --n 64 --threads 1 >/dev/null
+	$(SMOKE_ENV) $(BIN)/python benchmarks/bench_elimination.py --profile smoke --dataset $* --quick --threads 1 >/dev/null
+	@$(MAKE) --no-print-directory notebooks PROFILE=smoke DATASET=$* $(SMOKE_ENV)
 
 unit: $(STAMP)
 	$(BIN)/pytest -q tests

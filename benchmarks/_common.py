@@ -165,15 +165,13 @@ def smoke_overrides(name: str, factory: Any, table: dict[str, dict[str, Any]]) -
 
 def profile_params(profile: str, kind: str) -> dict[str, dict[str, Any]]:
     """The per-method keyword budget the table notebooks use for ``profile`` (beniful.notebook's
-    QUICK_BUDGET on the quick profile, nothing on the paper profile), so table5's costs are those
-    of the settings tables 2 and 3 ran."""
-    if profile != "quick":
-        return {}
+    budget of that profile: QUICK_BUDGET on the quick profile, nothing on the paper profile), so
+    table5's costs are those of the settings tables 2 and 3 ran."""
     try:
-        from beniful.notebook import QUICK_BUDGET
+        from beniful.notebook import budget
     except ImportError:  # pragma: no cover - the notebook helpers are optional here
         return {}
-    return {k: dict(v) for k, v in QUICK_BUDGET.get(kind, {}).items()}
+    return {k: dict(v) for k, v in budget(profile, kind).items()}
 
 
 def factory_of(registry: Any, name: str) -> Any:

@@ -25,7 +25,7 @@ from . import paths
 from .registry import Registry
 
 __all__ = ["ImageDataset", "DatasetSpec", "DATASETS", "register", "get", "load", "available", "check_name",
-           "data_root", "stratified_split", "DatasetNotFoundError", "UnsafePickleError", "INFO"]
+           "data_root", "stratified_split", "stratified_sample", "DatasetNotFoundError", "UnsafePickleError", "INFO"]
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -128,6 +128,40 @@ def stratified_split(y: Tensor, fraction: float, seed: int) -> tuple[Tensor, Ten
         first.append(idx[:k])
         rest.append(idx[k:])
     return torch.sort(torch.cat(first)).values, torch.sort(torch.cat(rest)).values
+
+
+def stratified_sample(y: Tensor, n: int, seed: int) -> Tensor:
+    """Exactly ``n`` indices, spread over the classes in proportion to their sizes (largest remainder).
+
+    :func:`stratified_split` rounds each class's share on its own, so a share below half an image
+    per class (200 Tiny ImageNet classes, a few images each) gives every class none and the draw is
+    empty; here each class gets the floor of its share and the leftover images go to the classes
+    with the largest remainders (ties: lower class first), so ``n`` images over ``min(n, classes)``
+    classes. Where every share is a whole number it draws exactly what ``stratified_split(y, n /
+    len(y), seed)`` draws (same generator, same per-class permutations).
+
+    Args:
+        y: labels.
+        n: how many indices, ``0 <= n <= len(y)``.
+        seed: seed of the draw.
+
+    Returns:
+        Sorted indices, ``n`` of them.
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= len(y):
+        raise ValueError(f"n must be an integer in 0..{len(y)}, got {n!r}")
+    classes = torch.unique(y).tolist()
+    sizes = [int((y == c).sum()) for c in classes]
+    exact = [n * s / len(y) for s in sizes] if len(y) else []
+    take = [int(e) for e in exact]
+    for i in sorted(range(len(classes)), key=lambda i: (-(exact[i] - take[i]), i))[:n - sum(take)]:
+        take[i] += 1
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for c, k in zip(classes, take):
+        idx = torch.nonzero(y == c).flatten()
+        out.append(idx[torch.randperm(len(idx), generator=g)][:k])
+    return torch.sort(torch.cat(out)).values if out else torch.zeros(0, dtype=torch.long)
 
 
 # ----------------------------------------------------------------------------------------------

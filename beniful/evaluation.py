@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from . import cache, method_defaults, sources
 from . import detectors as detectors_mod
 from . import eliminators as eliminators_mod
-from .datasets import ImageDataset, stratified_split
+from .datasets import ImageDataset, stratified_sample, stratified_split
 from .metrics import detection_metrics
 from .training import evaluate
 from .utils import batches, resolve_device
@@ -112,8 +112,12 @@ def validation_split(tm: Case) -> tuple[ImageDataset, ImageDataset]:
         ``(validation pool, validation evaluation)``, the two stratified quarters of the test set.
     """
     pool_half, _ = elimination_split(tm.test, tm.seed)
-    a, b = stratified_split(pool_half.targets, 0.5, tm.seed + 2971)
-    return pool_half.subset(a), pool_half.subset(b)
+    # exactly half, not half of each class: with one image per class (a small Tiny ImageNet test set)
+    # per-class rounding leaves the validation pool empty; where halves are whole, the same draw
+    a = stratified_sample(pool_half.targets, len(pool_half) // 2, tm.seed + 2971)
+    b = torch.ones(len(pool_half), dtype=torch.bool)
+    b[a] = False
+    return pool_half.subset(a), pool_half.subset(torch.nonzero(b).flatten())
 
 
 def elimination_data(tm: Case, split: str = "test") -> tuple[ImageDataset, ImageDataset]:
@@ -243,9 +247,11 @@ def repaired_model(tm: Case, elim: eliminators_mod.Eliminator, x_pool: Tensor, u
 
 def _suspicious_stats(elim: Any, is_trig: Tensor) -> dict[str, Any]:
     """How well the pool inputs an eliminator called suspicious match the triggered ones (BeniFul)."""
-    mask = getattr(elim, "suspicious_mask", None)
-    if mask is None:
+    if not hasattr(elim, "suspicious_mask"):
         return {}
+    mask = elim.suspicious_mask
+    if mask is None:  # a pool-mining method given no pool: the same columns, nothing found
+        return {"n_suspicious": 0, "suspicious_precision": float("nan"), "suspicious_recall": float("nan")}
     return {"n_suspicious": int(mask.sum()),
             "suspicious_precision": float(is_trig[mask].float().mean()) if mask.any() else float("nan"),
             "suspicious_recall": float(mask[is_trig].float().mean()) if is_trig.any() else float("nan")}

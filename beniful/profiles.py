@@ -1,13 +1,17 @@
-"""Named experiment profiles: ``quick`` (CPU, embedded data, minutes) and ``paper`` (GPU, BackdoorBench).
+"""Named experiment profiles: ``quick`` (CPU, embedded data, minutes), ``paper`` (GPU, BackdoorBench)
+and ``smoke`` (the paper's code path at toy sizes, a CI check that every notebook runs on real shapes).
 
-A profile fixes the model width, the training recipe, the defender's clean-data share and any
-per-attack parameter that the quick setting needs changed. Every value is listed in the book's
-setup page; the ``paper`` profile is BackdoorBench's setting, the ``quick`` one our own choice.
+A profile fixes the model width, the training recipe, the defender's clean-data share, any
+per-attack parameter that the quick setting needs changed, optional caps on the images used
+(``data_sizes``) and whether the notebooks assert quality targets (``quality_checks``). The quick
+and paper values are listed in the book's setup page; the ``paper`` profile is BackdoorBench's
+setting, the ``quick`` one our own choice, ``smoke`` only checks that the code runs (``make smoke``).
+The method budget a profile's notebooks use lives in :data:`beniful.notebook.budgets.BUDGETS`.
 
 Profiles are entries of the :data:`PROFILES` registry, so a new one is a registration::
 
-    profiles.register(profiles.Profile(name="smoke", description="...", width=4, train=TrainConfig(epochs=1)))
-    zoo.get("badnets", profile="smoke")
+    profiles.register(profiles.Profile(name="tiny", description="...", width=4, train=TrainConfig(epochs=1)))
+    zoo.get("badnets", profile="tiny")
 """
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, Mapping
 
+from .datasets import ImageDataset, stratified_sample
 from .registry import Registry
 from .training import TrainConfig
 
@@ -48,6 +53,43 @@ class Profile:
     default_dataset: str = "mnist5k"
     target: int = 0
     rate: float = 0.1
+    #: per-dataset caps on the images used, ``{"cifar10": {"train": 500, "test": 200}}``: a stratified
+    #: subset (fixed seed, the same for every model) of each split larger than its cap; absent = all
+    data_sizes: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    #: whether the notebooks assert the quality targets (ACC, ASR, AUROC); structural checks always run
+    quality_checks: bool = True
+
+    def __post_init__(self) -> None:
+        for ds, caps in self.data_sizes.items():
+            bad = sorted(set(caps) - {"train", "test"})
+            if bad:
+                raise ValueError(f"profile {self.name!r}: data_sizes[{ds!r}] has unknown split(s) {bad}; "
+                                 "valid splits: train, test")
+            for split, n in caps.items():
+                if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+                    raise ValueError(f"profile {self.name!r}: data_sizes[{ds!r}][{split!r}] must be a positive "
+                                     f"integer, got {n!r}")
+
+    def subset_data(self, dataset: str, train: ImageDataset, test: ImageDataset
+                    ) -> tuple[ImageDataset, ImageDataset]:
+        """The profile's share of a data set: each split cut to its ``data_sizes`` cap.
+
+        The cut is a stratified draw with a fixed seed, so every model, seed and notebook of the
+        profile sees the same images; a split already at or under its cap is returned as it is
+        (cutting twice changes nothing). A cut split has an empty ``source``, so ``zoo`` keys its
+        models by the subset's content (:func:`beniful.zoo.data_fingerprint`, a hash of a few
+        hundred images: milliseconds).
+
+        Args:
+            dataset: the data set's registered name (the key of ``data_sizes``).
+            train: its training split.
+            test: its test split.
+
+        Returns:
+            ``(train, test)``, each cut to its cap or unchanged.
+        """
+        caps = self.data_sizes.get(dataset, {})
+        return _cap(train, caps.get("train"), seed=0), _cap(test, caps.get("test"), seed=1)
 
     def train_config(self, dataset: str) -> TrainConfig:
         """The training recipe for one dataset.
@@ -72,6 +114,13 @@ class Profile:
         kw: dict[str, Any] = {"target": self.target, "rate": self.rate}
         kw.update(self.attack_params.get(attack, {}))
         return kw
+
+
+def _cap(ds: ImageDataset, n: int | None, seed: int) -> ImageDataset:
+    """``ds`` cut to about ``n`` images, stratified by class (unchanged when ``n`` is None or not smaller)."""
+    if n is None or n >= len(ds):
+        return ds
+    return ds.subset(stratified_sample(ds.targets, n, seed))
 
 
 #: every profile :func:`get` knows, by name (:func:`register` adds one)
@@ -137,13 +186,43 @@ register(Profile(
     dataset_train=MappingProxyType({"tiny-imagenet": {"epochs": 200}, "mnist5k": {"hflip": False}}),
     default_dataset="cifar10",
 ))
+register(Profile(
+    name="smoke",
+    description="CI smoke test: the paper profile's recipe and code path at toy sizes (width 8, 2 epochs, "
+                "a few hundred images); checks that every notebook runs, not what it measures",
+    # the paper's SGD recipe; 2 epochs. Width 8, not 64: on one CPU thread width 64 trains ~40 img/s at
+    # 32x32 and ~7 at 64x64, width 16 ~360 / ~75 and width 8 ~850 / ~220 (measured), and the smoke run
+    # of every notebook on both data sets must fit CI's 15 minutes. Batch 32, not 128: 500 images then
+    # give 16 steps an epoch; at 4 (batch 128) the BatchNorm running statistics stay near their
+    # initial values, eval-mode features come out ~50x smaller than train-mode ones, and the BeniFul
+    # repair (train mode, features standardised by eval-mode statistics) diverged to NaN in 4 steps
+    train=TrainConfig(epochs=2, batch_size=32, lr=0.01, crop_padding=4, hflip=True),
+    width=8,
+    # 0.2, not 0.05: Tiny ImageNet's 200 classes at 3 training images each still leave the defender
+    # ~1 clean image per class (stratified; a class that lost 2+ of its 3 to poisoning gets none)
+    clean_fraction=0.2,
+    dataset_train=MappingProxyType({"mnist5k": {"hflip": False}}),
+    attack_params=MappingProxyType({
+        # the paper's IAD with 1 of its 25 mask pre-training epochs and a narrow generator (a size, not a setting)
+        "iad": {"mask_epochs": 1, "gen_width": 4},
+    }),
+    # CIFAR-10: 50 / 20 images per class; Tiny ImageNet: 3 / 2 per class (200 classes). Works on a
+    # folder holding only a few thousand images (the CI data of tests/support/smoke_data.py)
+    data_sizes=MappingProxyType({
+        "cifar10": {"train": 500, "test": 200},
+        "tiny-imagenet": {"train": 600, "test": 400},
+        "mnist5k": {"train": 500, "test": 200},
+    }),
+    default_dataset="cifar10",
+    quality_checks=False,
+))
 
 
 def available() -> list[str]:
     """The registered profile names.
 
     Returns:
-        Sorted names, e.g. ``["paper", "quick"]``.
+        Sorted names, e.g. ``["paper", "quick", "smoke"]``.
     """
     return PROFILES.available()
 

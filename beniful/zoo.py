@@ -174,7 +174,8 @@ def get(attack: str | Attack | None = "badnets", dataset: str | None = None, pro
         device: ``"auto"``, ``"cpu"`` or ``"cuda[:N]"``.
         progress: show progress bars.
         retrain: ignore the cache (and any checkpoint) and train again.
-        data: ``(train, test)`` to use instead of ``datasets.load(dataset)`` (keyed by content).
+        data: ``(train, test)`` to use instead of ``datasets.load(dataset)`` (keyed by content). Either
+            is cut to the profile's ``data_sizes`` (:meth:`~beniful.profiles.Profile.subset_data`).
         arch: a name from ``models.available()``; part of the cache key.
         **attack_overrides: override the profile's attack parameters (``rate=0.05``).
 
@@ -189,7 +190,7 @@ def get(attack: str | Attack | None = "badnets", dataset: str | None = None, pro
     dataset = datasets.check_name(dataset or prof.default_dataset)
     atk = _build_attack(attack, prof, seed, attack_overrides)
     dev = resolve_device(device)
-    train, test = data if data is not None else datasets.load(dataset)
+    train, test = prof.subset_data(dataset, *(data if data is not None else datasets.load(dataset)))
     cfg = model_config(dataset, atk, prof, seed, arch=arch)
     fingerprint = data_fingerprint(train, test, dataset)
     if fingerprint is not None:

@@ -104,3 +104,34 @@ def test_defender_data_keeps_one_image_of_every_class_in_a_small_set() -> None:
 def test_natural_mix_needs_an_attack(case: Case) -> None:
     with pytest.raises(ValueError, match="no attack"):
         evaluation.natural_mix(case.replace(attack=None))
+
+
+def test_validation_split_of_one_image_per_class_keeps_a_pool():
+    """200 classes x 2 test images: the pool half has one per class; halving it per class rounded to
+    nothing (an empty validation pool, so no suspicious inputs and no n_suspicious column)."""
+    y = torch.arange(400) % 200
+    tm = Case(model=nn.Identity(), attack=None, test=ImageDataset(torch.zeros(400, 1, 2, 2, dtype=torch.uint8), y),
+              clean=ImageDataset(torch.zeros(2, 1, 2, 2, dtype=torch.uint8), torch.arange(2)), seed=0)
+    pool, ev = evaluation.validation_split(tm)
+    assert len(pool) == 100 and len(ev) == 100 and len(torch.unique(pool.targets)) == 100
+
+
+def test_validation_split_of_whole_halves_is_the_per_class_draw():
+    from beniful.datasets import stratified_split
+
+    y = torch.arange(1000) % 10
+    tm = Case(model=nn.Identity(), attack=None, test=ImageDataset(torch.arange(1000).reshape(-1, 1, 1, 1).to(torch.uint8)
+              .expand(-1, 1, 2, 2).contiguous(), y), clean=ImageDataset(torch.zeros(2, 1, 2, 2, dtype=torch.uint8),
+              torch.arange(2)), seed=3)
+    half, _ = evaluation.elimination_split(tm.test, 3)
+    a, b = stratified_split(half.targets, 0.5, 3 + 2971)
+    pool, ev = evaluation.validation_split(tm)
+    assert torch.equal(pool.data, half.data[a]) and torch.equal(ev.data, half.data[b])
+
+
+def test_suspicious_columns_are_there_when_a_pool_miner_had_no_pool():
+    from beniful.eliminators.beniful import BeniFulEliminator
+
+    stats = evaluation._suspicious_stats(BeniFulEliminator(), torch.zeros(0, dtype=torch.bool))
+    assert stats["n_suspicious"] == 0 and set(stats) == {"n_suspicious", "suspicious_precision", "suspicious_recall"}
+    assert evaluation._suspicious_stats(object(), torch.zeros(0, dtype=torch.bool)) == {}

@@ -403,3 +403,69 @@ def test_tiny_imagenet_missing_names_the_download_command(tmp_path):
     with pytest.raises(DatasetNotFoundError) as err:
         datasets.load("tiny-imagenet", root=tmp_path)
     assert f"python data_scripts/download_tiny_imagenet.py --root {tmp_path}" in str(err.value)
+
+
+# ------------------------------------------------------- real-content writers (tests/support/smoke_data.py)
+
+_smoke_spec = importlib.util.spec_from_file_location("_beniful_smoke_data", Path(__file__).parent / "support" / "smoke_data.py")
+smoke_data = importlib.util.module_from_spec(_smoke_spec)
+sys.modules.setdefault("_beniful_smoke_data", smoke_data)
+_smoke_spec.loader.exec_module(smoke_data)
+
+
+def test_cifar10_writer_makes_tinted_digits_the_loader_reads(tmp_path, mnist):
+    folder = smoke_data.write_cifar10(tmp_path, n_train=50, n_test=20)
+    assert sorted(p.name for p in folder.iterdir()) == ["batches.meta", "data_batch_1", "data_batch_2", "data_batch_3",
+                                                       "data_batch_4", "data_batch_5", "test_batch"]
+    meta = builtin_datasets.safe_unpickle(folder / "batches.meta")
+    assert meta[b"label_names"][0] == b"airplane"
+    raw = builtin_datasets.safe_unpickle(folder / "data_batch_1")
+    assert {b"data", b"labels", b"batch_label", b"filenames"} <= set(raw) and raw[b"data"].shape == (10, 3072)
+    train, test = datasets.load("cifar10", root=tmp_path)
+    assert train.data.shape == (50, 3, 32, 32) and test.data.shape == (20, 3, 32, 32)
+    assert len(set(train.targets.tolist())) > 5  # shuffled, not the sorted digit order
+    # each image is a digit: its luminance pattern matches the mnist5k digit of that label, padded by 2
+    digits, labels = mnist[0].data[:, 0], mnist[0].targets
+    for img, y in zip(train.data[:10], train.targets[:10]):
+        grey = img.float().mean(0)[2:30, 2:30]
+        best = max(range(len(digits)), key=lambda i: -float((grey - digits[i].float()).abs().mean()) if labels[i] == y
+                   else -1e9)
+        assert torch.corrcoef(torch.stack([grey.flatten(), digits[best].float().flatten()]))[0, 1] > 0.99
+        assert float((img[0].float() - img[1].float()).abs().max()) > 0  # tinted: the planes differ
+    assert torch.equal(train.data[:, :, :2], torch.zeros_like(train.data[:, :, :2]) + train.data[:, :, :1, :1])
+
+
+def test_tiny_imagenet_writer_makes_200_digit_colour_classes_the_loader_reads(tmp_path):
+    base = smoke_data.write_tiny_imagenet(tmp_path, n_train=2, n_val=1)
+    wnids = (base / "wnids.txt").read_text().split()
+    assert len(wnids) == len(set(wnids)) == 200 and all(w.startswith("n") and len(w) == 9 for w in wnids)
+    assert len(list((base / "train" / wnids[0] / "images").glob("*.JPEG"))) == 2
+    train, test = datasets.load("tiny-imagenet", root=tmp_path)
+    assert train.data.shape == (400, 3, 64, 64) and test.data.shape == (200, 3, 64, 64)
+    assert train.classes == wnids and train.targets.bincount().tolist() == [2] * 200
+    # class k: the background (a corner pixel) is scheme k // 10's, the ink its foreground
+    for img, y in zip(test.data, test.targets):
+        fg, bg = smoke_data.TINY_SCHEMES[int(y) // 10]
+        assert (img[:, 0, 0].int() - torch.tensor(bg)).abs().max() <= 12  # JPEG error
+        ink = img.float().mean(0) != img[:, 0, 0].float().mean()
+        assert ink.any()
+    schemes = {(fg, bg) for fg, bg in smoke_data.TINY_SCHEMES}
+    assert len(schemes) == 20
+
+
+def test_stratified_sample_draws_exactly_n_over_many_classes():
+    y = torch.arange(400) % 200  # 2 images per class: 60 of them are 0.3 per class
+    assert len(datasets.stratified_split(y, 60 / 400, 0)[0]) == 0  # per-class rounding: nothing
+    idx = datasets.stratified_sample(y, 60, 0)
+    assert len(idx) == 60 and len(torch.unique(y[idx])) == 60 and torch.equal(idx, idx.sort().values)
+    uneven = torch.tensor([0] * 7 + [1] * 2 + [2] * 1)
+    assert torch.bincount(uneven[datasets.stratified_sample(uneven, 5, 0)], minlength=3).tolist() == [4, 1, 0]
+    with pytest.raises(ValueError, match="n must be an integer in 0..10"):
+        datasets.stratified_sample(uneven, 11, 0)
+
+
+def test_stratified_sample_equals_stratified_split_when_shares_are_whole(mnist):
+    """So a caller that switched to it (the detection subset) draws the quick profile's same images."""
+    y = mnist[1].targets  # 100 per class
+    for n, seed in ((200, 7), (500, 3)):
+        assert torch.equal(datasets.stratified_sample(y, n, seed), datasets.stratified_split(y, n / len(y), seed)[0])

@@ -1,23 +1,26 @@
-"""How much work each method gets in a notebook: the quick profile's CPU budget and the settings
-every notebook passes, merged with a notebook's own overrides into one set of keyword arguments.
+"""How much work each method gets in a notebook: each profile's budget (the quick profile's CPU
+budget, the smoke profile's toy one) and the settings every notebook passes, merged with a
+notebook's own overrides into one set of keyword arguments.
 
 Why here and not in the methods: a method's defaults are its paper's settings (the paper profile
-runs them unchanged); only the quick profile scales some of them down to fit two CPU cores. The
-book's setup page lists every value below.
+runs them unchanged); only the quick and smoke profiles scale some of them down. A profile's budget
+is its entry of :data:`BUDGETS` (and :data:`DETECTION_TEST_IMAGES`), by name: a profile without one
+runs every method at its defaults. The book's setup page lists the quick values.
 """
 from __future__ import annotations
 
 from typing import Any, Sequence
 
-from .. import datasets
+from .. import datasets, profiles
 from ..case import Case
 
-__all__ = ["QUICK_BUDGET", "NOTEBOOK_DEFAULTS", "QUICK_DETECTION_TEST_IMAGES", "LAYERS", "method_params",
-           "detection_test_images", "test_subset", "kwargs_note"]
+__all__ = ["QUICK_BUDGET", "SMOKE_BUDGET", "BUDGETS", "NOTEBOOK_DEFAULTS", "QUICK_DETECTION_TEST_IMAGES",
+           "DETECTION_TEST_IMAGES", "LAYERS", "budget", "method_params", "detection_test_images", "test_subset",
+           "kwargs_note"]
 
 
 #: Per-method keyword overrides that keep the *quick* profile inside its CPU budget (every notebook
-#: within minutes on 2 cores). They apply only when ``profile == "quick"``; the paper
+#: within minutes on 2 cores). They apply only to the quick profile (its entry of :data:`BUDGETS`); the paper
 #: profile runs every method with its defaults (its paper's settings). Listed on the book's setup page.
 QUICK_BUDGET: dict[str, dict[str, dict[str, Any]]] = {
     "detectors": {
@@ -45,6 +48,36 @@ QUICK_BUDGET: dict[str, dict[str, dict[str, Any]]] = {
     },
 }
 
+#: The smoke profile's budget (CI: every notebook on CIFAR-10- and Tiny-ImageNet-shaped data within
+#: minutes): every slow loop cut to one or two turns, so each code path runs once. Not a setting to
+#: measure anything with.
+SMOKE_BUDGET: dict[str, dict[str, dict[str, Any]]] = {
+    "detectors": {
+        "beniful": {"vae_epochs": 2},
+        "strip": {"n_overlays": 4},
+        # 3 of the 11 corruption types (a noise, a blur, a colour change): all 11 x 5 severities scored
+        # ~5 images/s at 64x64, 3 of table2's 5 minutes on Tiny ImageNet
+        "teco": {"corruptions": ("gaussian_noise", "defocus_blur", "contrast")},
+    },
+    "eliminators": {
+        "beniful": {"epochs": 2, "detector_kwargs": {"vae_epochs": 2}},
+        "ft": {"epochs": 1},
+        "fp": {"epochs": 1},
+        "nad": {"teacher_epochs": 1, "epochs": 1},
+        "anp": {"iterations": 3},
+        # one round, 2 fixed-point steps, 2 outer steps: the hypergradient is the slow part (50-85 s a
+        # model on 64x64 inputs at the method's K=5 and 10 steps)
+        "ibau": {"rounds": 1, "K": 2, "min_steps": 2},
+    },
+    "ablation sweeps": {
+        "beniful": {"vae_epochs": 2},
+    },
+}
+
+#: Each profile's method budget, by profile name; a profile not listed runs every method at its
+#: defaults (the paper profile: its paper's settings)
+BUDGETS: dict[str, dict[str, dict[str, dict[str, Any]]]] = {"quick": QUICK_BUDGET, "smoke": SMOKE_BUDGET}
+
 #: Keyword arguments every notebook passes, on every profile: BeniFul's fitted detector is cached
 #: (the same detector on the same model is fitted by table2, fig2, fig3, fig4, table4 and each
 #: BeniFul repair; see ``BeniFulDetector.fit``).
@@ -58,24 +91,45 @@ NOTEBOOK_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
 #: is these clean images plus the triggered copies of their non-target ones). None = all of them.
 QUICK_DETECTION_TEST_IMAGES: int | None = 200
 
+#: Test images a detection table scores per attack, by profile name (stratified); a profile not
+#: listed scores all of them. Smoke: 60 (of its 200 CIFAR-10 / 400 Tiny ImageNet test images).
+DETECTION_TEST_IMAGES: dict[str, int | None] = {"quick": QUICK_DETECTION_TEST_IMAGES, "smoke": 60}
+
 #: The middle layers of the package's PreAct-ResNet-18, shallow to deep.
 LAYERS: tuple[str, ...] = ("layer1", "layer2", "layer3", "layer4")
 
 
 
+def budget(profile: str, kind: str) -> dict[str, dict[str, Any]]:
+    """A profile's method budget for one kind of method (its :data:`BUDGETS` entry).
+
+    Args:
+        profile: a profile name (any spelling ``profiles.get`` accepts).
+        kind: ``"detectors"``, ``"eliminators"`` or ``"ablation sweeps"``.
+
+    Returns:
+        ``{method: keyword overrides}``; empty for a profile without a budget (every method at its defaults).
+    """
+    return BUDGETS.get(_profile_name(profile), {}).get(kind, {})
+
+
+def _profile_name(profile: str) -> str:
+    return profiles.get(profile).name if profile in profiles.PROFILES else str(profile)
+
+
 def method_params(profile: str, kind: str, names: Sequence[str], overrides: dict[str, dict[str, Any]] | None = None
                   ) -> dict[str, dict[str, Any]]:
-    """Keyword arguments per method of ``kind``: the quick budget (quick profile only) updated by the
+    """Keyword arguments per method of ``kind``: the profile's budget (:func:`budget`) updated by the
     notebook's ``overrides``. Overrides naming a method that is not run raise a ValueError."""
     overrides = dict(overrides or {})
     unknown = sorted(set(overrides) - set(names))
     if unknown:
         raise ValueError(f"parameters given for {kind} that are not run: {', '.join(unknown)}; "
                          f"running: {', '.join(names) or '(none)'}")
-    budget = QUICK_BUDGET.get(kind, {}) if profile == "quick" else {}
+    own = budget(profile, kind)
     out = {}
     for n in names:
-        layers = [NOTEBOOK_DEFAULTS.get(kind, {}).get(n, {}), budget.get(n, {}), overrides.get(n, {})]
+        layers = [NOTEBOOK_DEFAULTS.get(kind, {}).get(n, {}), own.get(n, {}), overrides.get(n, {})]
         merged: dict[str, Any] = {}
         for part in layers:
             for k, v in part.items():
@@ -86,21 +140,23 @@ def method_params(profile: str, kind: str, names: Sequence[str], overrides: dict
 
 
 def detection_test_images(profile: str, n_test: int | None = None) -> int | None:
-    """How many test images a detection table scores: ``n_test`` when given, else the quick budget
-    (quick profile) or all of them (any other profile)."""
+    """How many test images a detection table scores: ``n_test`` when given, else the profile's
+    entry of :data:`DETECTION_TEST_IMAGES` (all of them for a profile without one)."""
     if n_test is not None:
         if not isinstance(n_test, int) or isinstance(n_test, bool) or n_test < 20:
             raise ValueError(f"n_test must be an integer >= 20 or None (all test images), got {n_test!r}")
         return n_test
-    return QUICK_DETECTION_TEST_IMAGES if profile == "quick" else None
+    return DETECTION_TEST_IMAGES.get(_profile_name(profile))
 
 
 def test_subset(tm: Case, n: int | None, seed: int = 0) -> Case:
     """``tm`` with its test set cut to a stratified ``n`` images (unchanged when ``n`` is None or
-    not smaller), so a detection row scores fewer inputs under the same protocol."""
+    not smaller), so a detection row scores fewer inputs under the same protocol. Exactly ``n``
+    (:func:`beniful.datasets.stratified_sample`): with fewer than half an image per class (200
+    Tiny ImageNet classes) a per-class rounding would leave nothing to score."""
     if n is None or n >= len(tm.test):
         return tm
-    idx, _ = datasets.stratified_split(tm.test.targets, n / len(tm.test), seed + 7)
+    idx = datasets.stratified_sample(tm.test.targets, n, seed + 7)
     return tm.replace(test=tm.test.subset(idx))
 
 

@@ -134,6 +134,9 @@ def setting_note(profile: str, dataset: str) -> str:
                 "run on a GPU (`benchmarks/gpu_check.py`): the paper's recipe on other data, not its reproduction.")
     if profile == "paper":
         return f"The paper profile on {dataset}: the paper's setting, comparable with its numbers."
+    if profile == "smoke":
+        return (f"Smoke profile on {dataset}: a toy run (a few hundred images, 2 epochs) that checks the code "
+                "runs end to end; its numbers mean nothing.")
     return f"Profile {profile!r} on {dataset}."
 
 

@@ -106,6 +106,13 @@ class Run:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def quality_checks(self) -> bool:
+        """Whether the notebook asserts its quality targets (ACC, ASR, AUROC): the profile's
+        ``quality_checks`` (off for ``smoke``, whose 2-epoch models meet none); the structural checks
+        (rows, columns, values in range) run on every profile."""
+        return profiles.get(self.profile).quality_checks
+
+    @property
     def seed(self) -> int:
         return self.seeds[0]
 
@@ -186,7 +193,8 @@ def setup(profile: str = "quick", dataset: str | None = None, attacks: Any = Non
     seeds = _check_seeds(seed)
     dev = resolve_device(device)
     set_threads()
-    data = datasets.load(ds, root=paths.data_root()) if load_data else None
+    # the profile's share of the data (smoke: a few hundred images), cut once for every model
+    data = prof.subset_data(ds, *datasets.load(ds, root=paths.data_root())) if load_data else None
     if plot_style:
         from .style import style  # style reads HEADLINE from this module
 

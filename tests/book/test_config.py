@@ -97,3 +97,26 @@ def test_ci_lints_with_the_pinned_ruff(tmp_path: Path) -> None:
     assert ".venv/bin/ruff check ." in dry
     text = (ROOT / "pyproject.toml").read_text()
     assert "[tool.ruff.lint]" in text and re.search(r"^select = \[", text, flags=re.M)
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_make_smoke_runs_every_notebook_on_both_shapes_outside_the_committed_trees(tmp_path: Path) -> None:
+    """`make test` runs `make smoke`: data written from the digits, every notebook on the smoke profile
+    for CIFAR-10 and Tiny ImageNet into notebooks/runs/smoke_<dataset>/ with data and CSVs under
+    .cache/smoke/ (never results/), then the CSV check with the results folder named."""
+    dry = subprocess.run(["make", "-n", "-B", "test", f"STAMP={tmp_path / 'stamp'}"], cwd=ROOT, capture_output=True,
+                         text=True, check=True).stdout
+    smoke = ROOT / ".cache" / "smoke"
+    assert f"tests/support/smoke_data.py {smoke}/data" in dry
+    nbs = sorted(p.stem for p in (ROOT / "notebooks").glob("*.ipynb"))
+    for ds in ("cifar10", "tiny-imagenet"):
+        ran = sorted(re.search(r"papermill notebooks/(\w+)\.ipynb", l).group(1) for l in dry.splitlines()
+                     if f"notebooks/runs/smoke_{ds}/" in l and "--cwd" in l)
+        assert ran == nbs, (ds, ran)
+        assert f"-p profile smoke -p dataset {ds}" in dry
+        for bench in ("bench_detection", "bench_elimination"):  # table5 reads them
+            assert f"benchmarks/{bench}.py --profile smoke --dataset {ds} --quick" in dry
+    assert f"BENIFUL_DATA={smoke}/data" in dry and f"BENIFUL_RESULTS={smoke}/results" in dry
+    assert re.search(rf"BENIFUL_SMOKE_RESULTS={re.escape(str(smoke))}/results .*pytest -q tests/smoke", dry.replace("\\\n", ""))
+    cfg = yaml.safe_load((ROOT / "_config.yml").read_text())
+    assert "notebooks/runs" in cfg["exclude_patterns"]  # executed run copies never become book pages

@@ -61,3 +61,15 @@ def test_detection_budget_and_stratified_test_subset() -> None:
     assert len(small.test) == 40 and len(tm.test) == 100 and small.train is tm.train
     assert torch.bincount(small.test.targets).tolist() == [4] * 10
     assert nb.test_subset(tm, None) is tm and nb.test_subset(tm, 500) is tm
+
+
+def test_each_profile_has_its_own_budget_by_name() -> None:
+    """One table keyed by profile name: smoke cuts every slow loop, quick keeps its own, paper none."""
+    assert nb.BUDGETS["quick"] is nb.QUICK_BUDGET and nb.BUDGETS["smoke"] is nb.SMOKE_BUDGET
+    smoke = nb.method_params("Smoke", "eliminators", list(nb.HEADLINE["eliminators"]))
+    assert smoke["anp"]["iterations"] < nb.QUICK_BUDGET["eliminators"]["anp"]["iterations"]
+    assert smoke["beniful"]["detector_kwargs"] == {"cache": True, "vae_epochs": 2}
+    assert nb.method_params("smoke", "detectors", ["strip"])["strip"]["n_overlays"] < 20
+    assert nb.budget("paper", "detectors") == {} and nb.budget("unregistered", "detectors") == {}
+    assert nb.detection_test_images("smoke") == nb.DETECTION_TEST_IMAGES["smoke"] < nb.QUICK_DETECTION_TEST_IMAGES
+    assert nb.detection_test_images("paper") is None

@@ -27,7 +27,7 @@ def test_setup_defaults_give_quick_profile_and_provenance() -> None:
     assert run.columns() == {"profile": "quick", "device": run.device.type, "seed": 0}
 
 @pytest.mark.parametrize("kwargs, needle", [
-    ({"profile": "papr"}, "valid profiles: paper, quick"),
+    ({"profile": "papr"}, "valid profiles: paper, quick, smoke"),
     ({"dataset": "cifar100"}, "valid names: cifar10, fashion-mnist, mnist5k, tiny-imagenet"),
     ({"attacks": ["badnets", "badnet"]}, "valid names: " + ", ".join(attacks.available())),
     ({"attacks": "blended,nope"}, "'nope'"),
@@ -57,6 +57,16 @@ def test_setup_loads_data_once_and_zoo_kwargs_pass_it_on() -> None:
     kw = run.zoo_kwargs(seed=1)
     assert kw["data"] is run.data and kw["seed"] == 1 and kw["profile"] == "quick" and kw["dataset"] == "mnist5k"
     assert "seeds=2,1" in run.provenance
+
+def test_setup_cuts_the_data_to_the_profile_and_exposes_its_quality_gate() -> None:
+    """The smoke profile's run holds its capped, stratified share of the data; zoo cuts nothing more."""
+    run = nb.setup(profile="smoke", dataset="mnist5k", plot_style=False)
+    caps = profiles.get("smoke").data_sizes["mnist5k"]
+    train, test = run.data
+    assert (len(train), len(test)) == (caps["train"], caps["test"])
+    assert train.targets.bincount().tolist() == [caps["train"] // 10] * 10
+    assert profiles.get("smoke").subset_data("mnist5k", train, test) == (train, test)
+    assert not run.quality_checks and nb.setup(load_data=False, plot_style=False).quality_checks
 
 def test_seed_accepts_comma_string_and_numpy_ints() -> None:
     assert nb.setup(seed="0, 3", load_data=False, plot_style=False).seeds == [0, 3]

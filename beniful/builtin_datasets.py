@@ -323,7 +323,7 @@ def fashion_mnist_folder(root: str | os.PathLike | None = None) -> Path:
         root: the data folder (``None``: :func:`beniful.datasets.data_root`).
 
     Returns:
-        ``<root>/fashion-mnist`` when it holds all four files, else :data:`FASHION_SYSTEM_DIR` when
+        ``<root>/fashion-mnist`` when it holds all four files, else ``FASHION_SYSTEM_DIR`` when
         that does.
 
     Raises:

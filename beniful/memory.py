@@ -36,11 +36,11 @@ __all__ = ["ENV_VAR", "CUDA_FREE_FRACTION", "CPU_BUDGET_BYTES", "ACTIVATION_FACT
 
 #: environment variable that overrides the default budget (any form :func:`parse_bytes` reads)
 ENV_VAR = "BENIFUL_MEMORY_BUDGET"
-#: share of a CUDA device's free memory one step may take (the rest: the model, the optimiser,
-#: the training set held on the device, fragmentation, other processes)
+#: the share of a CUDA device's free memory that one step may take; the rest is left for the model,
+#: the optimiser, the training set held on the device, fragmentation and other processes
 CUDA_FREE_FRACTION = 0.5
-#: the budget on the CPU, in bytes (2 GiB: enough for the quick profile's every step at its
-#: historical batch sizes, small enough for a laptop)
+#: the budget on the CPU in bytes, 2 GiB, which is enough for every step of the quick profile at
+#: its historical batch sizes and small enough for a laptop
 CPU_BUDGET_BYTES = 2 * 2**30
 #: a forward pass without gradients holds about this many of its largest activation at once
 #: (the layer's input and output, a residual branch, a normalisation temporary)

@@ -6,7 +6,7 @@ defenses train. Some of them are wrong for another kind of image: a mirrored dig
 (or none), so no defense may flip MNIST digits. Each registered data set names its *family*
 (:attr:`beniful.datasets.DatasetSpec.family`), and this module holds, per family, the parameters
 that differ from the constructor defaults, each with where the value comes from. The book's setup
-page prints them (:func:`beniful.notebook.params.family_table`). This module imports no method, so
+page prints them (``beniful.notebook.family_table``). This module imports no method, so
 the source digests that key cached models and repairs (:mod:`beniful.sources`) do not follow it into
 every attack.
 

@@ -6,7 +6,7 @@ per-attack parameter that the quick setting needs changed, optional caps on the 
 (``data_sizes``) and whether the notebooks assert quality targets (``quality_checks``). The quick
 and paper values are listed in the book's setup page; the ``paper`` profile is BackdoorBench's
 setting, the ``quick`` one our own choice, ``smoke`` only checks that the code runs (``make smoke``).
-The method budget a profile's notebooks use lives in :data:`beniful.notebook.budgets.BUDGETS`.
+The method budget a profile's notebooks use lives in ``beniful.notebook.BUDGETS``.
 
 Profiles are entries of the :data:`PROFILES` registry, so a new one is a registration::
 

@@ -46,8 +46,8 @@ class Detector(Configurable):
     forward_passes: ClassVar[float] = 1.0
     #: where it runs and whether it shows a bar change nothing; the seed is recorded beside params()
     params_exclude: ClassVar[frozenset[str]] = frozenset({"device", "progress", "seed", "memory_budget"})
-    #: model inputs a scored input turns into at once (SCALE-UP's scales, TeCo's severities): the
-    #: factor on one forward pass's memory per input when the scored batch is sized
+    #: how many model inputs one scored input becomes in a pass (SCALE-UP's scales, TeCo's
+    #: severities), the factor on one forward pass's memory per input when a scored batch is sized
     inputs_per_item: int = 1
 
     def __init__(self, fpr: float = 0.05, calib_fraction: float = 0.3, batch_size: int = 256,

@@ -38,7 +38,9 @@ the same on every layer. Suspicious inputs are the inputs of the unlabelled ``po
 detector, fitted on the same clean data, flags: the paper's *Backdoor Consistency*. With
 ``target_filter`` only flagged inputs that the model sends to the class most flagged inputs go to are
 kept (triggered inputs collapse onto the target; false positives spread over all classes).
-``h_0`` is a frozen copy of the model as given.
+``h_0`` is a frozen copy of the model as given. ``trigger_min_std`` (default 0.05) is the ``affine``
+transplant's guard: pixels whose standard deviation over the clean set is below it keep a scale of 1
+(:func:`estimate_trigger`).
 
 Defaults were chosen on a validation split (half of the incoming-pool half of the test set, never
 the evaluation half; :func:`beniful.evaluation.elimination_row` with ``split="validation"``), quick profile, mnist5k,

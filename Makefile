@@ -40,7 +40,7 @@ else
   PM_PARAMS := -p profile $(PROFILE) $(if $(DATASET),-p dataset $(DATASET)) $(if $(SEEDS),-p seed $(SEEDS))
 endif
 
-.PHONY: help install reproduce notebooks book-notebooks book test unit nbval smoke lint clean-book $(RUN_TARGETS)
+.PHONY: help install reproduce datasets notebooks book-notebooks book test unit nbval smoke lint clean-book $(RUN_TARGETS)
 
 help:
 	@echo "make install     build .venv ($(PYTHON)) from requirements.txt and install beniful into it"
@@ -75,9 +75,16 @@ CHAIN_A := fig3 table3 fig1 table5
 CHAIN_B := table4 fig4 table2 fig2
 
 reproduce: $(STAMP)
+	@$(MAKE) --no-print-directory datasets
 	@$(MAKE) --no-print-directory notebooks
 	@$(MAKE) --no-print-directory book-notebooks
 	@$(MAKE) --no-print-directory book
+
+# which data sets the notebooks will run (quick: mnist5k, plus Fashion-MNIST when installed; a missing one is
+# named with how to get it); fails at once, naming the download command, when a named data set is missing
+datasets: $(STAMP)
+	@$(BIN)/python -c "from beniful.notebook import setup; r = setup('$(PROFILE)', $(if $(DATASET),'$(DATASET)',None), plot_style=False); \
+	  print('>> data sets:', ', '.join(r.datasets)); r.missing and print('>> ' + r.missing_note())"
 
 RUN_TARGETS := $(patsubst notebooks/%.ipynb,run-%,$(NOTEBOOKS))
 _exists = $(foreach n,$(1),$(if $(filter notebooks/$(n).ipynb,$(NOTEBOOKS)),$(n)))

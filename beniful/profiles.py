@@ -51,6 +51,9 @@ class Profile:
     #: per-dataset TrainConfig overrides (e.g. 200 epochs on Tiny ImageNet)
     dataset_train: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     default_dataset: str = "mnist5k"
+    #: the data sets a notebook runs when it names none, side by side, each one that is on disk
+    #: (``default_dataset`` always); empty = ``default_dataset`` alone
+    datasets: tuple[str, ...] = ()
     target: int = 0
     rate: float = 0.1
     #: per-dataset caps on the images used, ``{"cifar10": {"train": 500, "test": 200}}``: a stratified
@@ -176,6 +179,7 @@ register(Profile(
         },
     }),
     default_dataset="mnist5k",
+    datasets=("mnist5k", "fashion-mnist"),
 ))
 register(Profile(
     name="paper",

@@ -12,13 +12,13 @@ that here keeps the notebooks thin and their behaviour identical::
 
 Modules: :mod:`.run` (parameters, :class:`Run`), :mod:`.budgets` (each profile's per-method
 budget), :mod:`.style`, :mod:`.tables`, :mod:`.figures`, :mod:`.ablation_figures` (table4, fig3),
-:mod:`.reading` (the results tree), :mod:`.claims` (claims, targets and their one thresholds
+:mod:`.reading` (the results tree), :mod:`.references` (BackdoorBench's published numbers), :mod:`.claims` (claims, targets and their one thresholds
 table), :mod:`.params` (every method's parameters for the setup page). Paths come from
 :mod:`beniful.paths`.
 """
 from __future__ import annotations
 
-from ..paths import data_root, display_path, repo_root, results_root
+from ..paths import data_root, repo_root, results_root
 from .ablation_figures import (clean_fraction_table, consistency_split, consistency_table, layer_signal_table,
                                plot_consistency,
                                plot_consistency_split, plot_form_lambda, plot_layer_ablation)
@@ -28,19 +28,21 @@ from .budgets import (BUDGETS, DETECTION_TEST_IMAGES, LAYERS, NOTEBOOK_DEFAULTS,
 from .claims import (ACC_DROP_BOUND, KNOWN_ACC_COST, PAPER_DATASETS, SUMMARY, THRESHOLDS, Threshold, acc_drop_tolerance,
                      claims_table, headline_comparison,
                      qualitative_detection, qualitative_elimination, setting_note, threshold, thresholds_table)
-from .figures import layer_features, pca_2d, plot_feature_pca, plot_metric_bars, plot_trigger_grid, separation
+from .figures import dataset_axes, layer_features, pca_2d, plot_feature_pca, plot_metric_bars, plot_trigger_grid, separation
 from .params import default_of, family_table, parameter_table
 from .reading import collect_results, describe_provenance, read_result
+from .references import BACKDOORBENCH_SOURCE, backdoorbench_table, beside_backdoorbench
 from .run import HEADLINE, REGISTRIES, Run, choose, registry, set_threads, setup
 from .style import palette, style
-from .tables import glue, sanitize, seed_table, show_table, table_name, write_table
+from .tables import display_path, glue, sanitize, seed_table, show_table, table_name, write_table
 
 __all__ = [
+    "BACKDOORBENCH_SOURCE", "backdoorbench_table", "beside_backdoorbench",
     "ACC_DROP_BOUND", "KNOWN_ACC_COST", "acc_drop_tolerance", "BUDGETS", "DETECTION_TEST_IMAGES", "SMOKE_BUDGET",
     "budget", "HEADLINE", "LAYERS", "REGISTRIES", "registry", "NOTEBOOK_DEFAULTS", "PAPER_DATASETS", "QUICK_BUDGET",
     "QUICK_DETECTION_TEST_IMAGES",
     "SUMMARY", "THRESHOLDS", "Run", "Threshold", "choose", "clean_fraction_table", "claims_table", "collect_results", "consistency_split",
-    "consistency_table", "data_root", "default_of", "describe_provenance", "detection_test_images", "display_path",
+    "consistency_table", "data_root", "dataset_axes", "default_of", "describe_provenance", "detection_test_images", "display_path",
     "glue", "headline_comparison", "kwargs_note", "layer_features", "layer_signal_table", "method_params",
     "family_table", "palette", "parameter_table", "pca_2d", "plot_consistency", "plot_consistency_split", "plot_feature_pca",
     "plot_form_lambda", "plot_layer_ablation", "plot_metric_bars", "plot_trigger_grid", "qualitative_detection",

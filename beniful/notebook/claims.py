@@ -74,7 +74,7 @@ THRESHOLDS: tuple[Threshold, ...] = (
     Threshold("target_acc_drop", "ACC drop of the repair", "table3", "acc_drop", 0.02, False, OURS, "target"),
     Threshold("target_clean_model_flags", "clean model: triggered inputs flagged", "fig3", "flag_rate_triggered",
               0.15, False, OURS, "target"),
-    Threshold("strip_scale_up_badnets", "STRIP and SCALE-UP detect BadNets", "table2", "auroc", 0.90, True,
+    Threshold("baselines_detect_badnets", "STRIP, SCALE-UP and IBD-PSC detect BadNets", "table2", "auroc", 0.90, True,
               "ours: the behaviour their papers report, as a bound", "behaviour"),
     Threshold("ft_removes_badnets", "FT removes BadNets", "table3", "asr", 0.10, False,
               "ours: BackdoorBench's leaderboard (FT on 5% clean data: BadNets ASR 1.5%), as a bound", "behaviour"),
@@ -146,12 +146,13 @@ def _fact(text: str, ok: bool | None, value: str) -> str:
 
 
 def qualitative_detection(table: Any) -> str:
-    """The baselines' known qualitative behaviour as measured in a table2 frame: STRIP and SCALE-UP
-    detect BadNets (bound ``strip_scale_up_badnets``); BeniFul has the best mean AUROC."""
-    t = threshold("strip_scale_up_badnets")
+    """The baselines' known qualitative behaviour as measured in a table2 frame of one data set:
+    STRIP, SCALE-UP and IBD-PSC detect BadNets (bound ``baselines_detect_badnets``); BeniFul has the
+    best mean AUROC."""
+    t = threshold("baselines_detect_badnets")
     mean = table.groupby(["detector", "attack"])["auroc"].mean()
     lines = []
-    for det, name in (("strip", "STRIP"), ("scale_up", "SCALE-UP")):
+    for det, name in (("strip", "STRIP"), ("scale_up", "SCALE-UP"), ("ibd_psc", "IBD-PSC")):
         v = mean.get((det, "badnets"))
         lines.append(_fact(f"{name} detects BadNets (AUROC >= {t.bound:g})", None if v is None else t.holds(v),
                            "" if v is None else f"AUROC {v:.3f}"))

@@ -11,7 +11,7 @@ from .. import features
 from ..utils import batches
 from .style import palette
 
-__all__ = ["layer_features", "pca_2d", "separation", "plot_trigger_grid", "plot_feature_pca", "plot_metric_bars"]
+__all__ = ["dataset_axes", "layer_features", "pca_2d", "separation", "plot_trigger_grid", "plot_feature_pca", "plot_metric_bars"]
 
 
 @torch.no_grad()
@@ -65,10 +65,31 @@ def plot_trigger_grid(models: dict[str, Any], n: int = 4, seed: int = 0):
 
     Each triggered image is titled with the backdoored model's prediction, so a reader sees the
     trigger and that it works.
+
+    Args:
+        models: ``{attack: Case}`` (``"none"``: the clean model, for the clean image's prediction), or
+            ``{dataset: {attack: Case}}`` for one block of rows per data set, side by side in one figure.
+        n: test images per data set.
+        seed: seed of the images drawn.
+
+    Returns:
+        The figure.
     """
     import matplotlib.pyplot as plt
 
-    names = [a for a in models if a != "none"]
+    blocks = models if all(isinstance(v, dict) for v in models.values()) else {"": models}
+    names = [a for a in next(iter(blocks.values())) if a != "none"]
+    rows = n * len(blocks)
+    fig, axes = plt.subplots(rows, len(names) + 1, figsize=(1.35 * (len(names) + 1), 1.45 * rows), squeeze=False)
+    for k, (ds, block) in enumerate(blocks.items()):
+        _trigger_rows(block, names, axes[k * n:(k + 1) * n], n, seed, ds)
+    fig.suptitle("clean test images and their triggered copies (→ model prediction)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def _trigger_rows(models: dict[str, Any], names: Sequence[str], axes: Any, n: int, seed: int, label: str) -> None:
+    """One data set's rows of :func:`plot_trigger_grid`."""
     first = models[names[0]]
     x, y = first.test.tensors()
     target = first.attack.target
@@ -76,7 +97,6 @@ def plot_trigger_grid(models: dict[str, Any], n: int = 4, seed: int = 0):
     cand = torch.nonzero(y != target).flatten()
     pick = cand[torch.randperm(len(cand), generator=g)[:n]]
     xs, ys = x[pick], y[pick]
-    fig, axes = plt.subplots(n, len(names) + 1, figsize=(1.35 * (len(names) + 1), 1.45 * n), squeeze=False)
     cmap = "gray" if xs.shape[1] == 1 else None
 
     def show(ax, img: Tensor, title: str) -> None:
@@ -93,6 +113,8 @@ def plot_trigger_grid(models: dict[str, Any], n: int = 4, seed: int = 0):
             dev = next(clean_model.model.parameters()).device
             pred = f" → {int(clean_model.model(xs[i:i + 1].to(dev)).argmax())}"
         show(axes[i, 0], xs[i], f"clean {int(ys[i])}{pred}")
+        if label:
+            axes[i, 0].set_ylabel(label, fontsize=8)
         for j, a in enumerate(names, start=1):
             tm = models[a]
             dev = next(tm.model.parameters()).device
@@ -100,9 +122,29 @@ def plot_trigger_grid(models: dict[str, Any], n: int = 4, seed: int = 0):
             xt = tm.attack.apply(xs[i:i + 1])
             p = int(tm.model(xt.to(dev)).argmax())
             show(axes[i, j], xt[0], f"{a} → {p}")
-    fig.suptitle("clean test images and their triggered copies (→ model prediction)", fontsize=9)
-    fig.tight_layout()
-    return fig
+
+
+def dataset_axes(datasets: Sequence[str], ncols: int, width: float = 11.0, height: float = 3.2, sharey: bool = True):
+    """A figure with one row of ``ncols`` panels per data set, so every figure page shows the quick
+    data sets side by side; each row's first panel is labelled with its data set.
+
+    Args:
+        datasets: the run's data sets, in order.
+        ncols: panels per row.
+        width: figure width (inches).
+        height: height of one row (inches).
+        sharey: share the y axis within and across rows.
+
+    Returns:
+        ``(fig, axes)`` with ``axes[i, j]`` the j-th panel of data set i.
+    """
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(datasets), ncols, figsize=(width, height * len(datasets)), squeeze=False,
+                             sharey=sharey)
+    for i, ds in enumerate(datasets):
+        axes[i, 0].annotate(ds, xy=(0, 1.08), xycoords="axes fraction", fontsize=9, fontweight="bold")
+    return fig, axes
 
 
 def plot_feature_pca(points: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]], attacks: Sequence[str],

@@ -95,15 +95,22 @@ def _check_seeds(seed: Any) -> list[int]:
 
 @dataclass
 class Run:
-    """A notebook's validated parameters plus the loaded data (loaded once, shared by every model)."""
+    """A notebook's validated parameters plus the loaded data (each data set loaded once, shared by
+    every model).
+
+    A run covers one or more data sets (``datasets``, side by side in every table and figure) and
+    one or more seeds; :meth:`cases` lists the (dataset, seed) pairs in table order.
+    """
 
     profile: str
-    dataset: str
+    datasets: list[str]
     attacks: list[str]
     seeds: list[int]
     device: torch.device
-    data: tuple[ImageDataset, ImageDataset]
+    data: dict[str, tuple[ImageDataset, ImageDataset]]
     extra: dict[str, Any] = field(default_factory=dict)
+    #: data sets of the profile's default set that are not on disk (named with how to get them)
+    missing: dict[str, str] = field(default_factory=dict)
 
     @property
     def quality_checks(self) -> bool:
@@ -113,6 +120,11 @@ class Run:
         return profiles.get(self.profile).quality_checks
 
     @property
+    def dataset(self) -> str:
+        """The first data set (the one a single-dataset view shows)."""
+        return self.datasets[0]
+
+    @property
     def seed(self) -> int:
         return self.seeds[0]
 
@@ -120,20 +132,55 @@ class Run:
     def device_label(self) -> str:
         return self.device.type
 
+    def cases(self, seeds: Iterable[int] | None = None) -> list[tuple[str, int]]:
+        """Every (dataset, seed) pair of the run, data set first (the order of every table).
+
+        Args:
+            seeds: the seeds to pair with each data set (``None``: all of the run's).
+
+        Returns:
+            ``[(dataset, seed), ...]``.
+        """
+        chosen = self.seeds if seeds is None else list(seeds)
+        return [(ds, s) for ds in self.datasets for s in chosen]
+
     @property
     def provenance(self) -> str:
-        """The label every table and figure carries: profile / dataset / device / seeds."""
-        return (f"profile={self.profile} / dataset={self.dataset} / device={self.device_label} / "
+        """The label every table and figure carries: profile / dataset(s) / device / seeds."""
+        return self.provenance_of("+".join(self.datasets))
+
+    def provenance_of(self, dataset: str) -> str:
+        """The provenance label of one data set's part of the run (a panel, a per-dataset line)."""
+        return (f"profile={self.profile} / dataset={dataset} / device={self.device_label} / "
                 f"seeds={','.join(str(s) for s in self.seeds)}")
 
-    def zoo_kwargs(self, seed: int | None = None) -> dict[str, Any]:
-        """Keyword arguments for ``zoo.get`` (same data object, so nothing is reloaded)."""
-        return {"dataset": self.dataset, "profile": self.profile, "seed": self.seed if seed is None else seed,
-                "device": str(self.device), "data": self.data}
+    def missing_note(self) -> str:
+        """One line per data set of the profile's default set that this run skips (not on disk),
+        with how to get it; empty when none is missing."""
+        return "\n".join(f"not run: {ds} ({why})" for ds, why in self.missing.items())
 
-    def columns(self, seed: int | None = None) -> dict[str, Any]:
-        """Provenance columns for a result row."""
-        return {"profile": self.profile, "device": self.device_label, "seed": self.seed if seed is None else seed}
+    def zoo_kwargs(self, seed: int | None = None, dataset: str | None = None) -> dict[str, Any]:
+        """Keyword arguments for ``zoo.get`` (same data object, so nothing is reloaded).
+
+        Args:
+            seed: the model's seed (``None``: the first of the run).
+            dataset: one of ``datasets`` (``None``: the first).
+        """
+        ds = self._check(dataset)
+        return {"dataset": ds, "profile": self.profile, "seed": self.seed if seed is None else seed,
+                "device": str(self.device), "data": self.data[ds]}
+
+    def columns(self, seed: int | None = None, dataset: str | None = None) -> dict[str, Any]:
+        """Provenance columns for a result row: ``dataset``, ``profile``, ``device``, ``seed``."""
+        return {"dataset": self._check(dataset), "profile": self.profile, "device": self.device_label,
+                "seed": self.seed if seed is None else seed}
+
+    def _check(self, dataset: str | None) -> str:
+        if dataset is None:
+            return self.dataset
+        if dataset not in self.datasets:
+            raise ValueError(f"dataset {dataset!r} is not part of this run; its data sets: {', '.join(self.datasets)}")
+        return dataset
 
 
 def set_threads() -> int | None:
@@ -158,6 +205,31 @@ def set_threads() -> int | None:
     return n
 
 
+def _load_all(prof: profiles.Profile, names: list[str], optional: set[str]
+              ) -> tuple[dict[str, tuple[ImageDataset, ImageDataset]], dict[str, str]]:
+    """Each data set's profile share, loaded once; an ``optional`` one that is not on disk is skipped
+    and returned with the message that says how to get it (any other missing one raises)."""
+    data, missing = {}, {}
+    for ds in names:
+        try:
+            data[ds] = prof.subset_data(ds, *datasets.load(ds, root=paths.data_root()))
+        except datasets.DatasetNotFoundError as exc:
+            if ds not in optional:
+                raise
+            missing[ds] = str(exc)
+    return data, missing
+
+
+def _check_datasets(dataset: Any) -> list[str]:
+    items = _as_list(dataset, "dataset")
+    out: list[str] = []
+    for d in items or []:
+        name = datasets.check_name(d)
+        if name not in out:
+            out.append(name)
+    return out
+
+
 def setup(profile: str = "quick", dataset: str | None = None, attacks: Any = None, seed: Any = 0,
           device: str = "auto", *, need_attacks: bool = True, load_data: bool = True, plot_style: bool = True,
           **extra: Any) -> Run:
@@ -173,7 +245,10 @@ def setup(profile: str = "quick", dataset: str | None = None, attacks: Any = Non
 
     Args:
         profile: a registered profile name (``profiles.available()``).
-        dataset: a registered data set, or ``None`` for the profile's default.
+        dataset: a registered data set, a list of them (or a comma-separated string), or ``None``
+            for the profile's default set: its ``default_dataset`` plus each of its ``datasets`` that
+            is on disk (quick: mnist5k and, when installed, fashion-mnist); a missing one is skipped
+            and named in ``Run.missing`` with how to get it.
         attacks: ``None`` (the headline set), a list of names or a comma-separated string.
         seed: an int, a list of ints or a comma-separated string of them.
         device: ``"auto"`` (CUDA when present), ``"cpu"`` or ``"cuda[:N]"``.
@@ -186,7 +261,8 @@ def setup(profile: str = "quick", dataset: str | None = None, attacks: Any = Non
         The validated :class:`Run`.
     """
     prof = profiles.get(profile)
-    ds = datasets.check_name(dataset if dataset else prof.default_dataset)
+    default = dataset is None or (isinstance(dataset, str) and not dataset.strip())
+    names = list(dict.fromkeys([prof.default_dataset, *prof.datasets])) if default else _check_datasets(dataset)
     chosen = choose("attacks", attacks)
     if need_attacks and not chosen:
         raise ValueError(f"no attack to run; registered attacks: {', '.join(attacks_mod.available())}")
@@ -194,10 +270,12 @@ def setup(profile: str = "quick", dataset: str | None = None, attacks: Any = Non
     dev = resolve_device(device)
     set_threads()
     # the profile's share of the data (smoke: a few hundred images), cut once for every model
-    data = prof.subset_data(ds, *datasets.load(ds, root=paths.data_root())) if load_data else None
+    optional = set(names[1:]) if default else set()
+    data, missing = _load_all(prof, names, optional) if load_data else ({}, {})
+    names = [ds for ds in names if ds not in missing] if load_data else names[:1] if default else names
     if plot_style:
         from .style import style  # style reads HEADLINE from this module
 
         style()
-    return Run(prof.name, ds, chosen, seeds, dev, data, dict(extra))  # type: ignore[arg-type]
+    return Run(prof.name, names, chosen, seeds, dev, data, dict(extra), missing)
 

@@ -131,7 +131,7 @@ def test_one_thresholds_table_decides_claims_targets_and_checks(plant, tmp_path:
     # move one bound: the claims page, the headline comparison and the qualitative checks all follow it
     monkeypatch.setitem(claims._BY_KEY, "auroc", replace(nb.threshold("auroc"), bound=0.95))
     assert nb.claims_table("quick", "mnist5k").iloc[0]["holds"] == "0/1 attacks"
-    monkeypatch.setitem(claims._BY_KEY, "strip_scale_up_badnets", replace(nb.threshold("strip_scale_up_badnets"), bound=0.5))
+    monkeypatch.setitem(claims._BY_KEY, "baselines_detect_badnets", replace(nb.threshold("baselines_detect_badnets"), bound=0.5))
     t2 = pd.DataFrame({"detector": ["strip"], "attack": ["badnets"], "auroc": [0.6]})
     assert "STRIP detects BadNets (AUROC >= 0.5): yes" in nb.qualitative_detection(t2)
     assert set(nb.thresholds_table().columns) >= {"key", "bound", "source", "group"}

@@ -24,7 +24,7 @@ def test_setup_defaults_give_quick_profile_and_provenance() -> None:
     assert run.seeds == [0] and run.device.type in ("cpu", "cuda")
     assert run.attacks == [a for a in profiles.ATTACK_NAMES if a in attacks.available()]
     assert run.provenance == f"profile=quick / dataset=mnist5k / device={run.device.type} / seeds=0"
-    assert run.columns() == {"profile": "quick", "device": run.device.type, "seed": 0}
+    assert run.columns() == {"dataset": "mnist5k", "profile": "quick", "device": run.device.type, "seed": 0}
 
 @pytest.mark.parametrize("kwargs, needle", [
     ({"profile": "papr"}, "valid profiles: paper, quick, smoke"),
@@ -50,23 +50,40 @@ def test_setup_fails_fast_naming_the_download_command_when_data_is_missing() -> 
     assert "data_scripts/download_cifar10.py" in str(err.value)
 
 def test_setup_loads_data_once_and_zoo_kwargs_pass_it_on() -> None:
-    run = nb.setup(attacks="badnets, wanet", seed=[2, 1], plot_style=False)
+    run = nb.setup(dataset="mnist5k", attacks="badnets, wanet", seed=[2, 1], plot_style=False)
     assert run.attacks == ["badnets", "wanet"] and run.seeds == [2, 1] and run.seed == 2
-    train, test = run.data
+    assert run.datasets == ["mnist5k"]  # named alone: the profile's other data sets are not added
+    train, test = run.data["mnist5k"]
     assert (len(train), len(test)) == (4000, 1000)
     kw = run.zoo_kwargs(seed=1)
-    assert kw["data"] is run.data and kw["seed"] == 1 and kw["profile"] == "quick" and kw["dataset"] == "mnist5k"
+    assert kw["data"] is run.data["mnist5k"] and kw["seed"] == 1 and kw["profile"] == "quick" and kw["dataset"] == "mnist5k"
     assert "seeds=2,1" in run.provenance
 
 def test_setup_cuts_the_data_to_the_profile_and_exposes_its_quality_gate() -> None:
     """The smoke profile's run holds its capped, stratified share of the data; zoo cuts nothing more."""
     run = nb.setup(profile="smoke", dataset="mnist5k", plot_style=False)
     caps = profiles.get("smoke").data_sizes["mnist5k"]
-    train, test = run.data
+    train, test = run.data["mnist5k"]
     assert (len(train), len(test)) == (caps["train"], caps["test"])
     assert train.targets.bincount().tolist() == [caps["train"] // 10] * 10
     assert profiles.get("smoke").subset_data("mnist5k", train, test) == (train, test)
     assert not run.quality_checks and nb.setup(load_data=False, plot_style=False).quality_checks
+
+def test_default_datasets_skip_a_missing_one_and_say_how_to_get_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The quick profile runs mnist5k and Fashion-MNIST side by side; without Fashion-MNIST on disk it
+    runs mnist5k alone and names both ways to add the other (the verified download, the Debian package)."""
+    from beniful import builtin_datasets
+
+    assert profiles.get("quick").datasets == ("mnist5k", "fashion-mnist")
+    monkeypatch.setattr(builtin_datasets, "FASHION_SYSTEM_DIR", builtin_datasets.Path("/nonexistent/fashion"))
+    run = nb.setup(attacks="badnets", plot_style=False)
+    assert run.datasets == ["mnist5k"] and list(run.data) == ["mnist5k"]
+    note = run.missing_note()
+    assert note.startswith("not run: fashion-mnist") and "download_fashion_mnist.py" in note
+    assert "apt-get install dataset-fashion-mnist" in note
+    with pytest.raises(datasets.DatasetNotFoundError):  # named explicitly, a missing data set is an error
+        nb.setup(dataset="mnist5k,fashion-mnist", plot_style=False)
+
 
 def test_seed_accepts_comma_string_and_numpy_ints() -> None:
     assert nb.setup(seed="0, 3", load_data=False, plot_style=False).seeds == [0, 3]

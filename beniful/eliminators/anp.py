@@ -115,6 +115,29 @@ class ANP(Eliminator):
         self.masks: dict[str, Tensor] = {}
         self.pruned: list[tuple[str, int]] = []
 
+    def optimisation_steps(self, n_clean: int, n_pool: int = 0) -> int:
+        """Mask updates (each after ``steps`` signed-gradient steps on the neuron perturbations).
+
+        Args:
+            n_clean: the defender's clean images (unused: batches are drawn with replacement).
+            n_pool: ignored (ANP reads no pool).
+
+        Returns:
+            ``iterations``; the network's weights are never trained, only the masks.
+        """
+        return self.iterations
+
+    def clean_epochs(self, n_clean: int) -> float:
+        """Clean images drawn over the whole mask search, in passes over the clean data.
+
+        Args:
+            n_clean: the defender's clean images, >= 1.
+
+        Returns:
+            ``iterations * batch_size / n_clean`` (batches are drawn with replacement).
+        """
+        return self.iterations * self.batch_size / max(1, n_clean)
+
     def optimize_masks(self, model: nn.Module, x: Tensor, y: Tensor) -> dict[str, Tensor]:
         """Run ANP's min-max on ``model`` (unchanged on return); masks per BN layer name, on the CPU.
 

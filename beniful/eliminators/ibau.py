@@ -216,6 +216,29 @@ class IBAU(Eliminator):
         """
         return max(1, math.ceil(self.min_steps / math.ceil(n / self.batch_size)))
 
+    def optimisation_steps(self, n_clean: int, n_pool: int = 0) -> int:
+        """Outer (unlearning) Adam steps on the weights; the perturbation search's steps move only ``delta``.
+
+        Args:
+            n_clean: the defender's clean images, >= 1.
+            n_pool: ignored (I-BAU reads no pool).
+
+        Returns:
+            ``rounds * passes_for(n_clean) * ceil(n_clean / batch_size)``.
+        """
+        return self.rounds * self.passes_for(n_clean) * math.ceil(n_clean / self.batch_size)
+
+    def clean_epochs(self, n_clean: int) -> float:
+        """Unlearning passes over the clean data (each round also makes as many perturbation-search passes).
+
+        Args:
+            n_clean: the defender's clean images, >= 1.
+
+        Returns:
+            ``rounds * passes_for(n_clean)``.
+        """
+        return float(self.rounds * self.passes_for(n_clean))
+
     def bound_for(self, shape: tuple[int, ...]) -> float:
         """The L2 radius C: ``norm_bound`` or the authors' 10 scaled to ``d = prod(shape)`` values.
 

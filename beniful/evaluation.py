@@ -297,7 +297,9 @@ def usage(elim: eliminators_mod.Eliminator, n_clean: int, n_pool: int = 0) -> di
         clean data: FT, FP, BeniFul-BE and ``ft_pool`` their epochs, NAD the teacher's plus the
         student's, ANP the clean images its mask search draws divided by ``n_clean``, I-BAU its
         unlearning passes) and ``steps`` (parameter or mask updates,
-        :meth:`~beniful.eliminators.base.Eliminator.optimisation_steps`).
+        :meth:`~beniful.eliminators.base.Eliminator.optimisation_steps`). Work outside the repair's
+        own optimiser is not counted: BeniFul's detector fit (its VAE), FP's pruning passes, I-BAU's
+        perturbation search.
     """
     return {"uses_pool": bool(elim.uses_pool), "epochs": float(elim.clean_epochs(n_clean)),
             "steps": int(elim.optimisation_steps(n_clean, n_pool))}

@@ -3,7 +3,10 @@ budget, the smoke profile's toy one) and the settings every notebook passes, mer
 notebook's own overrides into one set of keyword arguments.
 
 Why here and not in the methods: a method's defaults are its paper's settings (the paper profile
-runs them unchanged); only the quick and smoke profiles scale some of them down. A profile's budget
+runs them unchanged); only the quick and smoke profiles change some of them. The quick profile runs
+every baseline eliminator at its paper's settings scaled only for its clean-data size
+(:mod:`beniful.paper_settings`, the same passes over the clean data); the smoke profile cuts every
+slow loop to a turn or two. A profile's budget
 is its entry of :data:`BUDGETS` (and :data:`DETECTION_TEST_IMAGES`), by name: a profile without one
 runs every method at its defaults. The book's setup page lists the quick values.
 """
@@ -53,7 +56,7 @@ QUICK_BUDGET: dict[str, dict[str, dict[str, Any]]] = {
     # updates (the paper's 2,000 on 500 images), I-BAU 5 rounds with 1% of each batch perturbed. Only
     # the values that differ from the constructor defaults are listed (ANP's iterations). Measured on
     # quick mnist5k BadNets seed 0, one CPU core beside another job: FT 100 epochs 21 s, NAD 5 s,
-    # I-BAU 39 s, FP ~25 s (10 epochs: 2.9 s), ANP 0.28 s a mask update, i.e. ~3.8 min at 800
+    # I-BAU 39 s, FP 44 s (a test run beside it), ANP 0.28 s a mask update, i.e. ~3.8 min at 800
     "eliminators": _differing(paper_budget(QUICK_CLEAN_IMAGES)),
     # table4's layer and clean-fraction sweeps fit 25 more BeniFul detectors; a layer1 VAE (8 x 28 x 28
     # features) takes ~75 s at 100 epochs on one core, so the sweeps compare every layer and fraction

@@ -31,7 +31,7 @@ from .utils import check_fraction, predict_logits
 __all__ = ["detection_by_signal",
            "detection_by_layer", "detection_by_clean_fraction", "elimination_by_form",
            "backdoor_consistency", "signal_distributions", "detection_by_param",
-           "sensitivity_to_rate", "elimination_by_setting"]
+           "sensitivity_to_rate", "elimination_by_setting", "INGREDIENTS", "elimination_ingredients"]
 
 LAYERS = ("layer1", "layer2", "layer3", "layer4")
 
@@ -317,6 +317,68 @@ def elimination_by_setting(tms: Case | Iterable[Case], settings: dict[str, dict[
         for label, kw in settings.items():
             row = elimination_row(tm, eliminator, split=split, **{**common, **kw})
             rows.append({**row, "setting": label, "acc_drop": row["acc_before"] - row["acc"]})
+    return pd.DataFrame(rows)
+
+
+#: BeniFul-BE's ingredients, each switched off alone at the defaults (``form="a+t"``, ``lam=1``,
+#: ``relabel=3``, ``keep=1``, ``transplant_ce=1``, ``exclude_target``, ``target_filter``):
+#: ``{variant: (what is switched off, the eliminator's keyword overrides)}``. ``lam=0`` keeps the
+#: transplanted images' cross-entropy, ``relabel`` and ``keep``, so it is not plain fine-tuning; the
+#: last row is (BeniFul-BE's optimiser on the clean data alone), and "only feature distance" keeps the
+#: two feature-distance terms and nothing that adds labelled data.
+INGREDIENTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "default": ("nothing", {}),
+    "no a": ("term a (pull flagged inputs towards the VAE reconstruction)", {"form": "t"}),
+    "no t": ("term t (transplanted trigger: its feature distance and its cross-entropy)", {"form": "a"}),
+    "no transplant CE": ("the transplanted images' cross-entropy (t's feature distance kept)", {"transplant_ce": 0.0}),
+    "lam 0": ("both feature distances (a's and t's; relabel, keep, transplant CE kept)", {"lam": 0.0}),
+    "no relabel": ("relabel (cross-entropy on flagged inputs with inferred labels)", {"relabel": 0.0}),
+    "no exclude_target": ("exclude_target (relabel may use the inferred target class)", {"exclude_target": False}),
+    "no keep": ("keep (self-distillation on unflagged pool inputs)", {"keep": 0.0}),
+    "no target_filter": ("target_filter (every flagged input counts as suspicious)", {"target_filter": False}),
+    "only feature distance": ("relabel, keep and transplant CE (a's and t's feature distances kept)",
+                              {"relabel": 0.0, "keep": 0.0, "transplant_ce": 0.0}),
+    "plain fine-tuning": ("every BeniFul term (BeniFul-BE's optimiser on the clean data only)",
+                          {"form": "a", "lam": 0.0, "relabel": 0.0, "keep": 0.0, "transplant_ce": 0.0}),
+}
+
+
+def elimination_ingredients(tms: Case | Iterable[Case], split: str = "validation",
+                            variants: Sequence[str] | None = None, **common: Any) -> pd.DataFrame:
+    """Which of BeniFul-BE's ingredients removes the backdoor: the defaults, each ingredient switched
+    off alone, only the feature-distance terms kept, and none of them (:data:`INGREDIENTS`).
+
+    Every variant is built by name (:func:`beniful.evaluation.elimination_row`) over the data set's
+    per-family defaults and ``common``; the variant's overrides win. On ``split="validation"`` the
+    evaluation half of the test set is never touched.
+
+    Args:
+        tms: one case or several.
+        split: ``"validation"`` (default) or ``"test"``.
+        variants: labels of :data:`INGREDIENTS` to run (``None``: all, in table order).
+        **common: keyword arguments of every variant (e.g. ``detector_kwargs={"cache": True}``).
+
+    Returns:
+        One row per case and variant: the columns of :func:`~beniful.evaluation.elimination_row`
+        with ``variant``, ``switched_off``, ``overrides`` (their repr) and ``acc_drop``.
+
+    Raises:
+        ValueError: an unknown variant, or ``common`` setting a parameter that a variant switches off.
+    """
+    names = list(INGREDIENTS) if variants is None else list(variants)
+    unknown = [v for v in names if v not in INGREDIENTS]
+    if unknown:
+        raise ValueError(f"unknown ingredient variant(s) {', '.join(map(repr, unknown))}; valid: {', '.join(INGREDIENTS)}")
+    clash = sorted({k for v in names for k in INGREDIENTS[v][1]} & set(common))
+    if clash:
+        raise ValueError(f"{', '.join(clash)} is what the variants switch off; do not also pass it in common")
+    rows = []
+    for tm in _as_list(tms):
+        for label in names:
+            off, kw = INGREDIENTS[label]
+            row = elimination_row(tm, "beniful", split=split, **{**common, **kw})
+            rows.append({**row, "variant": label, "switched_off": off, "overrides": repr(kw),
+                         "acc_drop": row["acc_before"] - row["acc"]})
     return pd.DataFrame(rows)
 
 

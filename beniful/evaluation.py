@@ -20,11 +20,11 @@ from . import eliminators as eliminators_mod
 from .datasets import ImageDataset, stratified_sample, stratified_split
 from .metrics import detection_metrics
 from .training import evaluate
-from .utils import batches, resolve_device
+from .utils import as_tensors, batches, resolve_device
 from .case import Case
 
-__all__ = ["natural_mix", "detection_row", "elimination_split", "validation_split", "elimination_data",
-           "incoming_pool", "elimination_row", "repaired_key", "repaired_model", "SPLITS"]
+__all__ = ["natural_mix", "detection_row", "calibrated_rates", "elimination_split", "validation_split", "elimination_data",
+           "incoming_pool", "usage", "elimination_row", "repaired_key", "repaired_model", "SPLITS"]
 
 #: share of the test set that forms the unlabelled incoming pool (the rest is the evaluation half)
 POOL_FRACTION = 0.5
@@ -68,7 +68,11 @@ def detection_row(tm: Case, detector: str | detectors_mod.Detector, clean: Any =
 
     Returns:
         One row of the table as a dict, with the case's columns, AUROC and TPR at 5% FPR (continuous scores), the flag rates at
-        the calibrated threshold, fit time, throughput and forward passes per input.
+        the calibrated threshold, fit time, throughput and forward passes per input. ``tpr_at_5fpr`` is an oracle: its
+        threshold is set on the test set's own clean scores. ``tpr_calibrated`` and ``fpr_calibrated`` are what a user
+        who deploys the detector gets: the threshold the detector calibrated on the held-out part of the defender's clean
+        data (at its ``fpr``), applied to the natural mix; the share of triggered inputs flagged and the realised share
+        of clean test inputs flagged (NaN for a detector without a calibrated threshold).
     """
     if isinstance(detector, str):
         det = detectors_mod.build(detector, seed=tm.seed, **method_defaults.merged("detectors", detector, tm.dataset, kwargs))
@@ -81,8 +85,31 @@ def detection_row(tm: Case, detector: str | detectors_mod.Detector, clean: Any =
     s_trig = det.score(x_trig)
     secs = time.time() - t0
     return {**tm.row(), "detector": det.name, **detection_metrics(s_clean, s_trig, det.threshold),
-            "fit_seconds": det.fit_seconds, "images_per_second": (len(x_clean) + len(x_trig)) / max(secs, 1e-9),
+            **calibrated_rates(s_clean, s_trig, det.threshold), "fit_seconds": det.fit_seconds, "images_per_second": (len(x_clean) + len(x_trig)) / max(secs, 1e-9),
             "forward_passes": det.forward_passes}
+
+
+def calibrated_rates(clean_scores: Tensor, triggered_scores: Tensor, threshold: float | None) -> dict[str, float]:
+    """Detection at the deployable threshold: the rates a user sees when flagging with ``threshold``.
+
+    The threshold is the detector's own (:meth:`beniful.detectors.base.Detector.calibrate`, set on
+    held-out clean data of the defender), never one read off the test scores, so ``fpr_calibrated``
+    can miss the detector's target FPR when the defender's clean data and the test set differ.
+
+    Args:
+        clean_scores: the detector's scores of the clean test inputs.
+        triggered_scores: its scores of the triggered test inputs.
+        threshold: the calibrated threshold (an input is flagged when its score is above it), or
+            ``None`` when the detector has none.
+
+    Returns:
+        ``{"tpr_calibrated": share of triggered inputs flagged, "fpr_calibrated": share of clean
+        inputs flagged}``, both NaN without a threshold.
+    """
+    if threshold is None:
+        return {"tpr_calibrated": float("nan"), "fpr_calibrated": float("nan")}
+    return {"tpr_calibrated": float((triggered_scores > threshold).float().mean()),
+            "fpr_calibrated": float((clean_scores > threshold).float().mean())}
 
 
 def elimination_split(test: ImageDataset, seed: int = 0) -> tuple[ImageDataset, ImageDataset]:
@@ -257,6 +284,27 @@ def _suspicious_stats(elim: Any, is_trig: Tensor) -> dict[str, Any]:
             "suspicious_recall": float(mask[is_trig].float().mean()) if is_trig.any() else float("nan")}
 
 
+def usage(elim: eliminators_mod.Eliminator, n_clean: int, n_pool: int = 0) -> dict[str, Any]:
+    """What a repair uses, for tables that compare methods on equal terms.
+
+    Args:
+        elim: the eliminator, with the parameters it repairs with.
+        n_clean: the defender's clean images.
+        n_pool: the incoming pool's size.
+
+    Returns:
+        ``uses_pool`` (whether it reads the unlabelled incoming pool), ``epochs`` (passes over the
+        clean data: FT, FP, BeniFul-BE and ``ft_pool`` their epochs, NAD the teacher's plus the
+        student's, ANP the clean images its mask search draws divided by ``n_clean``, I-BAU its
+        unlearning passes) and ``steps`` (parameter or mask updates,
+        :meth:`~beniful.eliminators.base.Eliminator.optimisation_steps`). Work outside the repair's
+        own optimiser is not counted: BeniFul's detector fit (its VAE), FP's pruning passes, I-BAU's
+        perturbation search.
+    """
+    return {"uses_pool": bool(elim.uses_pool), "epochs": float(elim.clean_epochs(n_clean)),
+            "steps": int(elim.optimisation_steps(n_clean, n_pool))}
+
+
 def elimination_row(tm: Case, eliminator: str | eliminators_mod.Eliminator, clean: Any = None,
                     split: str = "test", use_cache: bool = True, **kwargs: Any) -> dict[str, Any]:
     """Repair the model with the defender's clean data and an unlabelled incoming pool, and measure
@@ -276,9 +324,9 @@ def elimination_row(tm: Case, eliminator: str | eliminators_mod.Eliminator, clea
         **kwargs: the eliminator's parameters, when built by name.
 
     Returns:
-        One row of the table as a dict, with the case's columns, the split, ACC/ASR after and before the repair, wall time and,
-        for eliminators that mine the pool, how many inputs they called suspicious and how many of
-        those were triggered (precision, recall).
+        One row of the table as a dict, with the case's columns, the split, ACC/ASR after and before the repair, wall time,
+        what the method used (:func:`usage`: ``uses_pool``, ``epochs``, ``steps``) and, for eliminators that mine the
+        pool, how many inputs they called suspicious and how many of those were triggered (precision, recall).
     """
     if isinstance(eliminator, str):
         elim = eliminators_mod.build(eliminator, seed=tm.seed,
@@ -294,6 +342,7 @@ def elimination_row(tm: Case, eliminator: str | eliminators_mod.Eliminator, clea
     else:
         fixed = elim.repair(tm.model, clean, pool=x_pool)
     after = evaluate(fixed, x_eval, y_eval, tm.attack)
+    n_clean = len(as_tensors(tm.clean if clean is None else clean)[1])
     return {**tm.row(), "split": split, "eliminator": elim.name, "acc": after["acc"], "asr": after["asr"],
             "acc_before": before["acc"], "asr_before": before["asr"], "wall_seconds": elim.wall_seconds,
-            **_suspicious_stats(elim, is_trig)}
+            **usage(elim, n_clean, len(x_pool)), **_suspicious_stats(elim, is_trig)}

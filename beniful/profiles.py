@@ -216,6 +216,7 @@ register(Profile(
         "cifar10": {"train": 500, "test": 200},
         "tiny-imagenet": {"train": 600, "test": 400},
         "mnist5k": {"train": 500, "test": 200},
+        "fashion-mnist": {"train": 500, "test": 200},
     }),
     default_dataset="cifar10",
     quality_checks=False,

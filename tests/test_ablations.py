@@ -102,3 +102,39 @@ def test_elimination_by_setting_labels_each_row_and_passes_each_setting(tiny_bad
     none = df.iloc[0]
     assert none.acc == none.acc_before and none.acc_drop == 0  # 0 epochs: the model as it was
     assert abs(df.iloc[1].acc_drop - (df.iloc[1].acc_before - df.iloc[1].acc)) < 1e-12
+
+
+def test_elimination_ingredients_switch_off_one_ingredient_per_variant(monkeypatch, tiny_badnets_tm) -> None:
+    from beniful import ablations
+
+    seen = []
+
+    def fake_row(tm, eliminator, split="test", **kw):
+        seen.append((eliminator, split, kw))
+        return {**tm.row(), "split": split, "acc": 0.9, "asr": 0.1, "acc_before": 0.95, "asr_before": 1.0}
+
+    monkeypatch.setattr(ablations, "elimination_row", fake_row)
+    df = ablations.elimination_ingredients(tiny_badnets_tm, detector_kwargs={"cache": True})
+    assert df.variant.tolist() == list(ablations.INGREDIENTS)
+    assert {"attack", "variant", "switched_off", "acc", "asr", "acc_before", "asr_before"} <= set(df.columns)
+    assert all(e == "beniful" and s == "validation" and kw["detector_kwargs"] == {"cache": True} for e, s, kw in seen)
+    passed = [{k: v for k, v in kw.items() if k != "detector_kwargs"} for _, _, kw in seen]
+    assert passed[0] == {} and len({repr(sorted(p.items())) for p in passed}) == len(passed)  # all differ
+    by = dict(zip(df.variant, passed))
+    assert by["no keep"] == {"keep": 0.0} and by["no a"] == {"form": "t"}
+    assert by["only feature distance"] == {"relabel": 0.0, "keep": 0.0, "transplant_ce": 0.0}
+    assert df.acc_drop.tolist() == pytest.approx([0.05] * len(df))
+    with pytest.raises(ValueError, match="keep"):
+        ablations.elimination_ingredients(tiny_badnets_tm, keep=0.5)
+    with pytest.raises(ValueError, match="unknown ingredient"):
+        ablations.elimination_ingredients(tiny_badnets_tm, variants=["no lam"])
+
+
+def test_ingredient_variants_reach_the_eliminator(tiny_badnets_tm) -> None:
+    """Two variants run for real (one epoch, a 2-epoch VAE): each repair is built with its overrides."""
+    from beniful import ablations
+
+    df = ablations.elimination_ingredients(tiny_badnets_tm, variants=["default", "plain fine-tuning"], epochs=1,
+                                           use_cache=False, device="cpu", detector_kwargs={"vae_epochs": 2})
+    assert df.variant.tolist() == ["default", "plain fine-tuning"] and (df.split == "validation").all()
+    assert df.uses_pool.all() and (df.steps > 0).all()

@@ -32,6 +32,7 @@ ELIMINATOR_KWARGS = {
     "nad": {"teacher_epochs": 1, "epochs": 1},
     "anp": {"iterations": 20},
     "ibau": {"rounds": 1},
+    "ft_pool": {"epochs": 1},
 }
 
 
@@ -73,7 +74,7 @@ def test_eliminator_runs_on_cuda(name: str, tiny_badnets_tm) -> None:
         pytest.skip(f"{name} is not registered")
     x, y = tm.test.tensors()
     elim = eliminators.build(name, device="cuda", seed=0, **ELIMINATOR_KWARGS[name])
-    fixed = elim.repair(tm.model, tm.clean, pool=x[:100] if name == "beniful" else None)
+    fixed = elim.repair(tm.model, tm.clean, pool=x[:100] if name in ("beniful", "ft_pool") else None)
     dev = next(fixed.parameters()).device
     with torch.no_grad():
         out = fixed.eval()(x[:32].to(dev))

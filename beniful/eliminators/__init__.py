@@ -1,7 +1,7 @@
 """Backdoor eliminators: ``eliminators.build("beniful", layer="layer3").repair(model, clean)``."""
 from __future__ import annotations
 
-from . import anp, beniful, fp, ft, ibau, nad  # noqa: F401  (register)
+from . import anp, beniful, fp, ft, ft_pool, ibau, nad  # noqa: F401  (register)
 from .base import Eliminator
 from .registry import ELIMINATORS
 

@@ -7,6 +7,11 @@ use it ignore it. ``wall_seconds`` records the last repair's wall time for the c
 The clean data and the pool are accepted in the forms of :mod:`beniful.utils` (a tensor or batch,
 a torch ``Dataset``, a ``DataLoader``), always images in [0, 1]. ``params()`` is derived from the
 constructor signature (:class:`~beniful.registry.Configurable`).
+
+What a method uses, for the tables that compare methods on equal terms: ``uses_pool`` says whether
+it reads the unlabelled incoming pool (information beyond the defender's clean data), and
+:meth:`Eliminator.optimisation_steps` / :meth:`Eliminator.clean_epochs` count the work a repair does
+for given clean and pool sizes, without running it.
 """
 from __future__ import annotations
 
@@ -19,6 +24,24 @@ from torch import Tensor, nn
 
 from ..registry import Configurable
 from ..utils import as_images, as_tensors, check_positive_int, resolve_device, seeded
+
+
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    """Optimisation steps of one shuffled pass over ``n`` images in batches of ``batch_size``.
+
+    The package's training loops skip a last batch of one image (BatchNorm cannot normalise it in
+    train mode), so it is not counted.
+
+    Args:
+        n: images in the pass, >= 0.
+        batch_size: images per step, >= 1.
+
+    Returns:
+        ``n // batch_size`` plus one for a last partial batch of at least 2 images; 0 when ``n < 2``.
+    """
+    if n < 2:
+        return 0
+    return n // batch_size + (1 if n % batch_size >= 2 else 0)
 
 
 class Eliminator(Configurable):
@@ -36,6 +59,9 @@ class Eliminator(Configurable):
     name: ClassVar[str] = "eliminator"
     #: where it runs and whether it shows a bar change nothing; the seed is recorded beside params()
     params_exclude: ClassVar[frozenset[str]] = frozenset({"device", "progress", "seed"})
+    #: whether the repair reads the unlabelled incoming pool (BeniFul, ``ft_pool``); methods that
+    #: only use the defender's clean data say ``False``
+    uses_pool: ClassVar[bool] = False
 
     def __init__(self, epochs: int = 10, lr: float = 0.01, batch_size: int = 128, device: str = "auto",
                  seed: int = 0, progress: bool = False) -> None:
@@ -86,6 +112,32 @@ class Eliminator(Configurable):
 
     def _repair(self, model: nn.Module, x: Tensor, y: Tensor, pool: Tensor | None) -> nn.Module:
         raise NotImplementedError
+
+    def optimisation_steps(self, n_clean: int, n_pool: int = 0) -> int:
+        """Parameter updates one repair makes, counted from the settings (nothing is run).
+
+        The default is the fine-tuning loop's: ``epochs`` shuffled passes over the clean data
+        (:func:`steps_per_epoch`); methods with another loop override it and say what they count.
+
+        Args:
+            n_clean: the defender's clean images.
+            n_pool: the incoming pool's size (read by methods whose work depends on it).
+
+        Returns:
+            The number of optimiser steps.
+        """
+        return self.epochs * steps_per_epoch(n_clean, self.batch_size)
+
+    def clean_epochs(self, n_clean: int) -> float:
+        """Passes over the clean data one repair makes (or the method's equivalent, see overrides).
+
+        Args:
+            n_clean: the defender's clean images.
+
+        Returns:
+            ``epochs`` here; a float where a method draws batches with replacement.
+        """
+        return float(self.epochs)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.params().items())})"

@@ -161,6 +161,8 @@ class BeniFulEliminator(Eliminator):
     name = "beniful"
     #: a fitted detector is an object to reuse, not a setting (its parameters are in detector_kwargs)
     params_exclude = Eliminator.params_exclude | {"detector"}
+    #: it mines the unlabelled incoming pool (suspicious inputs, and the ``keep`` term's benign ones)
+    uses_pool = True
 
     def __init__(self, layer: str = "layer3", form: str = "a+t", lam: float = 1.0, epochs: int = 40,
                  lr: float = 0.01, batch_size: int = 64, momentum: float = 0.0, weight_decay: float = 5e-4,

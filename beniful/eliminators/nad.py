@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..utils import check_layer
+from .base import steps_per_epoch
 from .ft import FineTuning, check_int, finetune
 from .registry import ELIMINATORS
 
@@ -118,6 +119,29 @@ class NAD(FineTuning):
             raise ValueError(f"p must be a positive number, got {p!r}")
         self.layers, self.betas, self.p = layers, tuple(float(b) for b in betas), float(p)
         self.teacher_epochs = check_int(teacher_epochs, "teacher_epochs")
+
+    def optimisation_steps(self, n_clean: int, n_pool: int = 0) -> int:
+        """SGD steps of the teacher's fine-tuning plus the student's distillation (both on the clean data).
+
+        Args:
+            n_clean: the defender's clean images.
+            n_pool: ignored (NAD reads no pool).
+
+        Returns:
+            ``(teacher_epochs + epochs)`` times the steps of one pass.
+        """
+        return (self.teacher_epochs + self.epochs) * steps_per_epoch(n_clean, self.batch_size)
+
+    def clean_epochs(self, n_clean: int) -> float:
+        """Passes over the clean data: the teacher's and the student's.
+
+        Args:
+            n_clean: the defender's clean images (unused: both loops make whole passes).
+
+        Returns:
+            ``teacher_epochs + epochs``.
+        """
+        return float(self.teacher_epochs + self.epochs)
 
     def _repair(self, model: nn.Module, x: Tensor, y: Tensor, pool: Tensor | None) -> nn.Module:
         for name in self.layers:

@@ -5,7 +5,7 @@ from typing import Any, Mapping
 
 from .run import registry
 
-__all__ = ["parameter_table", "default_of", "family_table"]
+__all__ = ["parameter_table", "default_of", "family_table", "paper_settings_table"]
 
 
 def _show(value: Any) -> str:
@@ -50,3 +50,27 @@ def family_table() -> Any:
              "default": repr(default_of(s.kind, s.method, s.param)), "source": s.source}
             for family, settings in FAMILIES.items() for s in settings]
     return pd.DataFrame(rows, columns=["family", "kind", "method", "param", "value", "default", "source"])
+
+
+def paper_settings_table(n_clean: int) -> Any:
+    """Every baseline eliminator's published setting (:mod:`beniful.paper_settings`), the value it
+    takes for ``n_clean`` clean images, the constructor default, the scaling rule and the source,
+    for the setup page.
+
+    Args:
+        n_clean: the defender's clean images of the profile shown (e.g. ``len(tm.clean)``).
+
+    Returns:
+        A DataFrame with ``method, param, paper, paper_images, rule, value, default, source, note``.
+    """
+    import pandas as pd
+
+    from ..paper_settings import PAPER_SETTINGS
+
+    cols = ["method", "param", "paper", "paper_images", "rule", "value", "default", "source", "note"]
+    rows = [{"method": s.method, "param": s.param, "paper": repr(s.paper),
+             "paper_images": s.paper_images if s.paper_images is not None else "",
+             "rule": s.rule(), "value": repr(s.value_for(n_clean)),
+             "default": repr(default_of("eliminators", s.method, s.param)), "source": s.source, "note": s.note}
+            for s in PAPER_SETTINGS]
+    return pd.DataFrame(rows, columns=cols)

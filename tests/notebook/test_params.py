@@ -24,3 +24,13 @@ def test_parameter_table_reads_the_code() -> None:
     assert "seed=" not in tab.loc["badnets", "parameters (defaults)"]
     assert nb.default_of("attacks", "blended", "alpha") == attacks.ATTACKS.get("blended")().alpha
     assert nb.default_of("attacks", "not_there", "alpha") == "–"
+
+
+def test_paper_settings_table_lists_each_setting_with_its_value_here() -> None:
+    from beniful.paper_settings import PAPER_SETTINGS
+
+    tab = nb.paper_settings_table(200)
+    assert len(tab) == len(PAPER_SETTINGS) and tab.source.str.len().min() > 20
+    anp = tab[(tab.method == "anp") & (tab.param == "iterations")].iloc[0]
+    assert (anp.paper, anp.value, anp.paper_images, anp.rule) == ("2000", "800", 500, "x n_clean / 500")
+    assert tab[tab.method == "ft"].iloc[0].default == repr(eliminators.ELIMINATORS.get("ft")().epochs)

@@ -18,7 +18,7 @@ from .reading import describe_provenance, read_result
 
 __all__ = ["Threshold", "THRESHOLDS", "SUMMARY", "threshold", "thresholds_table", "claims_table",
            "headline_comparison", "qualitative_detection", "qualitative_elimination", "setting_note",
-           "PAPER_DATASETS", "ACC_DROP_BOUND", "KNOWN_ACC_COST", "acc_drop_tolerance"]
+           "PAPER_DATASETS", "ACC_DROP_BOUND", "KNOWN_ACC_COST", "acc_drop_tolerance", "CONTROLS", "against_baselines"]
 
 #: the source label of the two numbers that circulate as "the paper's" but are not in its abstract
 SUMMARY = "third-party summary (AI-written TL;DR on sciencestack.ai), not the paper"
@@ -280,3 +280,53 @@ def claims_table(profile: str = "quick", dataset: str | None = None, root: str |
     out = [(r[0].what, r[0].source, r[1], r[2]) if isinstance(r[0], Threshold)
            else (r[0], "ours (a comparison of our own tables)", r[1], r[2]) for r in rows]
     return pd.DataFrame(out, columns=["claim", "source", f"ours ({profile}, {dataset})", "holds"])
+
+
+#: the eliminators that are controls, not baselines: excluded when the strongest baseline is picked
+CONTROLS = ("ft_pool",)
+
+
+def _verdict(ours: float, other: float, tol: float = 0.01) -> str:
+    if ours < other - tol:
+        return "lower ASR"
+    return "tie" if abs(ours - other) <= tol else "higher ASR"
+
+
+def against_baselines(table: Any, tol: float = 0.01) -> Any:
+    """BeniFul-BE beside the strongest baseline and the ``ft_pool`` control, per data set and attack,
+    from table3 rows (several seeds are averaged).
+
+    The strongest baseline of an attack is the baseline eliminator (not BeniFul, not a control) with
+    the lowest ASR after repair, ties broken by higher ACC: the one a reviewer would compare against.
+
+    Args:
+        table: table3 rows (``dataset`` optional, ``attack, eliminator, acc, asr, acc_before``).
+        tol: ASR differences within this count as a tie.
+
+    Returns:
+        One row per (dataset, attack): BeniFul's ACC drop and ASR, the strongest baseline's name, ACC
+        drop and ASR, ``ft_pool``'s (NaN when it did not run) and the verdicts (``lower ASR``,
+        ``tie``, ``higher ASR``; BeniFul's ASR against theirs).
+    """
+    import pandas as pd
+
+    df = table if "dataset" in table else table.assign(dataset="")
+    mean = df.groupby(["dataset", "attack", "eliminator"], sort=False)[["acc", "asr", "acc_before"]].mean()
+    mean["acc_drop"] = mean.acc_before - mean.acc
+    rows = []
+    for (ds, attack), part in mean.groupby(level=[0, 1], sort=False):
+        part = part.droplevel([0, 1])
+        if "beniful" not in part.index:
+            continue
+        b = part.loc["beniful"]
+        base = part.drop(index=["beniful", *[c for c in CONTROLS if c in part.index]])
+        row = {"dataset": ds, "attack": attack, "beniful acc drop": b.acc_drop, "beniful asr": b.asr}
+        if len(base):
+            best = base.sort_values(["asr", "acc"], ascending=[True, False]).iloc[0]
+            row.update({"strongest baseline": best.name, "its acc drop": best.acc_drop, "its asr": best.asr,
+                        "vs strongest": _verdict(b.asr, best.asr, tol)})
+        if "ft_pool" in part.index:
+            c = part.loc["ft_pool"]
+            row.update({"ft_pool acc drop": c.acc_drop, "ft_pool asr": c.asr, "vs ft_pool": _verdict(b.asr, c.asr, tol)})
+        rows.append(row)
+    return pd.DataFrame(rows)

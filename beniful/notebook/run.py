@@ -28,7 +28,7 @@ __all__ = ["HEADLINE", "REGISTRIES", "Run", "setup", "choose", "registry", "set_
 HEADLINE: dict[str, tuple[str, ...]] = {
     "attacks": profiles.ATTACK_NAMES,
     "detectors": ("beniful", "strip", "scale_up", "ibd_psc", "teco"),
-    "eliminators": ("beniful", "ft", "fp", "nad", "anp", "ibau"),
+    "eliminators": ("beniful", "ft", "fp", "nad", "anp", "ibau", "ft_pool"),
 }
 
 #: the registry of each kind of method a notebook can choose from

@@ -155,3 +155,17 @@ def test_acc_drop_tolerance_allows_sigs_known_cost_only() -> None:
     for attack in profiles.ATTACK_NAMES:
         if attack != "sig":
             assert claims.acc_drop_tolerance(attack) == claims.ACC_DROP_BOUND == 0.03
+
+
+def test_against_baselines_picks_the_strongest_baseline_and_the_pool_control() -> None:
+    rows = [("ds", "blended", e, acc, asr) for e, acc, asr in (
+        ("beniful", 0.90, 0.02), ("ft", 0.91, 0.60), ("anp", 0.85, 0.10), ("ibau", 0.88, 0.10), ("ft_pool", 0.92, 0.99))]
+    rows += [("ds", "badnets", e, acc, asr) for e, acc, asr in (("beniful", 0.90, 0.05), ("ft", 0.90, 0.01))]
+    t = pd.DataFrame(rows, columns=["dataset", "attack", "eliminator", "acc", "asr"]).assign(acc_before=0.92)
+    out = nb.against_baselines(t).set_index("attack")
+    # ANP and I-BAU tie on ASR; I-BAU keeps more ACC, so it is the strongest; ft_pool is a control, not a baseline
+    assert out.loc["blended", "strongest baseline"] == "ibau" and out.loc["blended", "vs strongest"] == "lower ASR"
+    assert out.loc["blended", "vs ft_pool"] == "lower ASR" and abs(out.loc["blended", "ft_pool asr"] - 0.99) < 1e-12
+    assert out.loc["badnets", "vs strongest"] == "higher ASR" and out.loc["badnets", "strongest baseline"] == "ft"
+    assert out.loc["badnets", "ft_pool asr"] != out.loc["badnets", "ft_pool asr"]  # NaN: no control ran
+    assert abs(out.loc["blended", "beniful acc drop"] - 0.02) < 1e-12

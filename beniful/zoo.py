@@ -29,7 +29,7 @@ from .datasets import ImageDataset
 from .training import evaluate, train_classifier
 from .utils import resolve_device, seeded
 
-__all__ = ["TrainedModel", "get", "model_config", "defender_split", "data_fingerprint"]
+__all__ = ["TrainedModel", "get", "model_key", "model_config", "defender_split", "data_fingerprint"]
 
 
 @dataclass
@@ -130,6 +130,41 @@ def data_fingerprint(train: ImageDataset, test: ImageDataset, dataset: str) -> s
     return h.hexdigest()[:20]
 
 
+def _full_config(dataset: str, atk: Attack | None, prof: profiles.Profile, seed: int, arch: str,
+                 train: ImageDataset, test: ImageDataset) -> dict[str, Any]:
+    cfg = model_config(dataset, atk, prof, seed, arch=arch)
+    fingerprint = data_fingerprint(train, test, dataset)
+    if fingerprint is not None:
+        cfg["data"] = fingerprint
+    return cfg
+
+
+def model_key(attack: str | None = "badnets", dataset: str | None = None, profile: str | profiles.Profile = "quick",
+              seed: int = 0, data: tuple[ImageDataset, ImageDataset] | None = None,
+              arch: str = "preact_resnet18") -> str:
+    """The cache key :func:`get` would use, without loading or training a model.
+
+    The grid (:mod:`beniful.grid`) uses it to tell which models are already in the cache.
+
+    Args:
+        attack: as for :func:`get` (a name, or ``"none"``/``None`` for the clean model).
+        dataset: as for :func:`get`.
+        profile: as for :func:`get`.
+        seed: as for :func:`get`.
+        data: as for :func:`get`; ``None`` loads the data set (only to fingerprint a profile's subset).
+        arch: as for :func:`get`.
+
+    Returns:
+        The key; ``cache.entry_paths(key)`` are the model's files once it is trained.
+    """
+    arch = models.MODELS.canonical(arch)
+    prof = profiles.get(profile)
+    dataset = datasets.check_name(dataset or prof.default_dataset)
+    atk = _build_attack(attack, prof, seed, {})
+    train, test = prof.subset_data(dataset, *(data if data is not None else datasets.load(dataset)))
+    return cache.config_key(_full_config(dataset, atk, prof, seed, arch, train, test))
+
+
 def _build_attack(attack: str | Attack | None, prof: profiles.Profile, seed: int, overrides: dict) -> Attack | None:
     if attack is None or isinstance(attack, Attack):
         return attack
@@ -193,10 +228,7 @@ def get(attack: str | Attack | None = "badnets", dataset: str | None = None, pro
     atk = _build_attack(attack, prof, seed, attack_overrides)
     dev = resolve_device(device)
     train, test = prof.subset_data(dataset, *(data if data is not None else datasets.load(dataset)))
-    cfg = model_config(dataset, atk, prof, seed, arch=arch)
-    fingerprint = data_fingerprint(train, test, dataset)
-    if fingerprint is not None:
-        cfg["data"] = fingerprint
+    cfg = _full_config(dataset, atk, prof, seed, arch, train, test)
     key = cache.config_key(cfg)
     tcfg = prof.train_config(dataset)
     c, h, w = train.shape

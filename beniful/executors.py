@@ -104,7 +104,7 @@ class Command:
         Raises:
             RuntimeError: the command failed; the message holds its exit status and last lines.
         """
-        env = {**os.environ, **task.env}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **task.env}  # the log follows the job as it runs
         print(f">> {task.name}: {' '.join(task.argv)}", flush=True)
         proc = subprocess.Popen(task.argv, env=env, cwd=task.cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True, bufsize=1)
@@ -185,9 +185,11 @@ class Executor(ABC):
 
 
 class _LocalHandle(Handle):
-    def __init__(self, task: Task, number: int, log: Path, state: str, error: str | None) -> None:
+    def __init__(self, task: Task, number: int, log: Path, state: str, error: str | None, seconds: float = 0.0
+                 ) -> None:
         super().__init__(task)
         self._id, self._log, self._state, self._error = str(number), log, state, error
+        self.seconds = seconds  # the run time (the task ran at submit time)
 
     @property
     def job_id(self) -> str:
@@ -232,6 +234,7 @@ class LocalExecutor(Executor):
                 out.append(_LocalHandle(task, self._count, log, "failed", "not run: a task it waits for failed"))
                 continue
             print(f"[running] {task.name} (log {log})", flush=True)
+            t = time.time()
             with open(log, "w") as fh:
                 old = sys.stdout
                 sys.stdout = fh
@@ -242,7 +245,10 @@ class LocalExecutor(Executor):
                     state, err = "failed", str(exc)
                 finally:
                     sys.stdout = old
-            out.append(_LocalHandle(task, self._count, log, state, err))
+            out.append(_LocalHandle(task, self._count, log, state, err, time.time() - t))
+            took = f"after {out[-1].seconds:.0f} s"
+            print(f"[done] {task.name} {took}" if err is None else f"[FAILED] {task.name} (log {log}) {took}: {err}",
+                  flush=True)
         return out
 
 
@@ -411,19 +417,39 @@ def wait(executor: Executor, handles: list[Handle], poll_s: float = 5.0) -> dict
         How many jobs ended in each state (``{"done": n, "failed": m}``).
     """
     seen: dict[int, str] = {}
+    started: dict[int, float] = {}
+    ended: dict[int, float] = {}
+    t0 = time.time()
     while True:
         executor.refresh(handles)
+        now = time.time()
         for i, h in enumerate(handles):
             s = h.state()
-            if seen.get(i) != s:
-                seen[i] = s
-                if s == "failed":
-                    print(f"[FAILED] {h.task.name} (job {h.job_id}, log {h.log}): {h.error()}", flush=True)
-                elif s != "queued" or isinstance(h, _LocalHandle):
-                    print(f"[{s}] {h.task.name} (job {h.job_id}, log {h.log})", flush=True)
-        if all(s in ("done", "failed") for s in seen.values()) and len(seen) == len(handles):
+            if seen.get(i) == s:
+                continue
+            seen[i] = s
+            if s == "running" or (s in ("done", "failed") and i not in started):
+                started[i] = now - getattr(h, "seconds", 0.0)
+            took = ""
+            if s in ("done", "failed"):
+                ended[i] = now
+                took = f" after {ended[i] - started[i]:.0f} s"
+            if isinstance(h, _LocalHandle):
+                continue  # printed as it ran
+            if s == "failed":
+                print(f"[FAILED] {h.task.name} (job {h.job_id}, log {h.log}){took}: {h.error()}", flush=True)
+            elif s != "queued":
+                print(f"[{s}] {h.task.name} (job {h.job_id}, log {h.log}){took}", flush=True)
+        if len(seen) == len(handles) and all(s in ("done", "failed") for s in seen.values()):
             break
         time.sleep(poll_s)
+    phases: dict[str, list[int]] = {}
+    for i, h in enumerate(handles):
+        phases.setdefault(h.task.phase, []).append(i)
+    for phase, idx in phases.items():
+        first, last = min(started[i] for i in idx), max(ended[i] for i in idx)
+        print(f"== {phase}: {len(idx)} job(s) from {first - t0:.0f} s to {last - t0:.0f} s "
+              f"({last - first:.0f} s; jobs {sum(ended[i] - started[i] for i in idx):.0f} s in all)", flush=True)
     counts = {s: 0 for s in ("done", "failed")}
     for s in seen.values():
         counts[s] += 1

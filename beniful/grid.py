@@ -30,6 +30,7 @@ import hashlib
 import json
 import os
 import sys
+import time
 import tomllib
 from dataclasses import fields, replace
 from pathlib import Path
@@ -262,6 +263,7 @@ def run(executor: str = "local", profile: str = "quick", dataset: Sequence[str] 
         ``{"done": n, "failed": m, "skipped": k}``.
     """
     EXECUTORS.get(executor)  # the "valid names" error before any planning
+    t0 = time.time()
     res = resources(config or {}, overrides or {})
     threads = {p: r.cpus_per_task for p, r in res.items()}
     log_dir = Path(log_dir) if log_dir is not None else cache.cache_dir() / "grid"
@@ -283,7 +285,8 @@ def run(executor: str = "local", profile: str = "quick", dataset: Sequence[str] 
         prev = hs
     counts = wait(ex, handles, poll_s=poll_s) if handles else {"done": 0, "failed": 0}
     counts["skipped"] = skipped
-    print(f"== grid: {counts['done']} done, {counts['failed']} failed, {skipped} skipped (already done); "
+    print(f"== grid: {counts['done']} done, {counts['failed']} failed, {skipped} skipped (already done) "
+          f"in {time.time() - t0:.0f} s; "
           f"logs under {log_dir / 'jobs'}" + ("; rerun the same command to retry the failures" if counts["failed"] else ""),
           flush=True)
     return counts

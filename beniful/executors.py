@@ -414,7 +414,7 @@ def wait(executor: Executor, handles: list[Handle], poll_s: float = 5.0) -> dict
         poll_s: seconds between scheduler queries.
 
     Returns:
-        How many jobs ended in each state (``{"done": n, "failed": m}``).
+        A dict with how many jobs ended ``done`` and how many ``failed``.
     """
     seen: dict[int, str] = {}
     started: dict[int, float] = {}

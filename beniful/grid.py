@@ -260,7 +260,7 @@ def run(executor: str = "local", profile: str = "quick", dataset: Sequence[str] 
         **executor_options: passed to the executor (``cluster="debug"``).
 
     Returns:
-        ``{"done": n, "failed": m, "skipped": k}``.
+        A dict with how many jobs ended ``done`` and ``failed``, and how many tasks were ``skipped`` as done.
     """
     EXECUTORS.get(executor)  # the "valid names" error before any planning
     t0 = time.time()
@@ -280,6 +280,9 @@ def run(executor: str = "local", profile: str = "quick", dataset: Sequence[str] 
                   f"{len(todo)} to run ({ex.name})", flush=True)
         if not todo:
             continue
+        for t in todo:  # papermill writes into an existing folder (make reproduce does the same mkdir)
+            if t.phase == "notebooks":
+                (Path(t.cwd or ".") / t.argv[4]).parent.mkdir(parents=True, exist_ok=True)
         hs = ex.submit(todo, res[phase], after=prev, after_ok=phase == "book")
         handles += hs
         prev = hs

@@ -281,7 +281,7 @@ def run(executor: str = "local", profile: str = "quick", dataset: Sequence[str] 
         if not todo:
             continue
         for t in todo:  # papermill writes into an existing folder (make reproduce does the same mkdir)
-            if t.phase == "notebooks":
+            if t.phase == "notebooks" and t.argv[1:3] == ["-m", "papermill"]:
                 (Path(t.cwd or ".") / t.argv[4]).parent.mkdir(parents=True, exist_ok=True)
         hs = ex.submit(todo, res[phase], after=prev, after_ok=phase == "book")
         handles += hs

@@ -189,7 +189,8 @@ class _LocalHandle(Handle):
                  ) -> None:
         super().__init__(task)
         self._id, self._log, self._state, self._error = str(number), log, state, error
-        self.seconds = seconds  # the run time (the task ran at submit time)
+        self.ended_at = time.time()  # the task ran at submit time, just before this handle was made
+        self.started_at = self.ended_at - seconds
 
     @property
     def job_id(self) -> str:
@@ -246,7 +247,7 @@ class LocalExecutor(Executor):
                 finally:
                     sys.stdout = old
             out.append(_LocalHandle(task, self._count, log, state, err, time.time() - t))
-            took = f"after {out[-1].seconds:.0f} s"
+            took = f"after {time.time() - t:.0f} s"
             print(f"[done] {task.name} {took}" if err is None else f"[FAILED] {task.name} (log {log}) {took}: {err}",
                   flush=True)
         return out
@@ -428,14 +429,16 @@ def wait(executor: Executor, handles: list[Handle], poll_s: float = 5.0) -> dict
             if seen.get(i) == s:
                 continue
             seen[i] = s
+            if isinstance(h, _LocalHandle):  # printed as it ran
+                started[i], ended[i] = h.started_at, h.ended_at
+                t0 = min(t0, h.started_at)
+                continue
             if s == "running" or (s in ("done", "failed") and i not in started):
-                started[i] = now - getattr(h, "seconds", 0.0)
+                started[i] = now
             took = ""
             if s in ("done", "failed"):
                 ended[i] = now
                 took = f" after {ended[i] - started[i]:.0f} s"
-            if isinstance(h, _LocalHandle):
-                continue  # printed as it ran
             if s == "failed":
                 print(f"[FAILED] {h.task.name} (job {h.job_id}, log {h.log}){took}: {h.error()}", flush=True)
             elif s != "queued":

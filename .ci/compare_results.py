@@ -49,7 +49,8 @@ def compare(ref: Path, other: Path, atol: float) -> list[str]:
                 worst = max(worst, float(diff.max(initial=0.0)))
                 bad = ~same_nan | (diff > atol)
             else:
-                bad = (x.astype(str) != y.astype(str)).to_numpy()
+                both_missing = (x.isna() & y.isna()).to_numpy()
+                bad = (x.astype(object).astype(str) != y.astype(object).astype(str)).to_numpy() & ~both_missing
             for i in np.flatnonzero(bad)[:5]:
                 problems.append(f"{f.name} row {i} column {col!r}: {x.iloc[i]!r} vs {y.iloc[i]!r}")
         print(f"{f.name}: {len(a)} rows, largest difference {worst:.2g}")

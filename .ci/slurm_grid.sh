@@ -70,7 +70,8 @@ import json, sys
 from pathlib import Path
 metas = [json.loads(p.read_text()) for p in Path(sys.argv[1], "model").glob("*.json")]
 resumed = [m for m in metas if m.get("resumed_from_epoch", 0) > 0]
-print(f"{len(metas)} models, resumed from a checkpoint: {[m['config']['attack'] and m['config']['attack']['name'] for m in resumed]}")
+names = [(m["config"]["attack"] or {"name": "clean"})["name"] for m in resumed]
+print(f"{len(metas)} models; resumed from an epoch checkpoint: {names} (epoch {[m['resumed_from_epoch'] for m in resumed]})")
 assert len(resumed) == 1, "the cancelled model should have resumed from its epoch checkpoint"
 PYCHECK
 echo "== the tables against make smoke's ($REFERENCE)"

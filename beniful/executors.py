@@ -3,7 +3,7 @@
 The grid (:mod:`beniful.grid`) plans :class:`Task` objects, each one command line (train one model,
 run one notebook with papermill, build the book), in phases; an :class:`Executor` runs one phase at a
 time and hands back a :class:`Handle` per task, whose :meth:`Handle.state` is one of ``"queued"``,
-``"running"``, ``"done"`` or ``"failed"``. Executors are registered by name in :data:`EXECUTORS`
+``"running"``, ``"done"`` or ``"failed"``. Executors are registered by name in ``EXECUTORS``
 (:func:`build` makes one), so another scheduler can be added without touching the grid.
 
 - ``local`` runs each task as a subprocess, in order, with its output in ``<log_dir>/<task>.log``.

@@ -6,7 +6,7 @@
 
 1. ``models``: every model the notebooks share, data set x attack x seed plus the clean model, as one
    job array (one GPU per task with ``--gpus 1``). Each task is ``python -m beniful.grid train ...``,
-   which trains exactly what table1 loads (:func:`beniful.notebook.setup` + :func:`beniful.zoo.get`).
+   which trains exactly what table1 loads (``beniful.notebook.setup`` + :func:`beniful.zoo.get`).
 2. ``notebooks``: each notebook of ``notebooks/`` per data set, with papermill and the same parameters
    and output folder as ``make reproduce``, as jobs that wait for phase 1. Models a notebook alone needs
    (fig4's poisoning-rate sweep) are trained there, under the cache's entry locks.
@@ -362,7 +362,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: the arguments (default: ``sys.argv[1:]``).
 
     Returns:
-        The exit status: 0 when no job failed.
+        0 when no job failed, else 1 (the exit status).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["train"]:

@@ -25,7 +25,7 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator, TypeVar
+from typing import Any, Callable, Iterator
 
 import filelock
 
@@ -35,9 +35,6 @@ __all__ = ["DEFAULT_TIMEOUT", "LockTimeout", "lock_timeout", "lock_path", "holde
 
 #: seconds a process waits for another one's entry before giving up (``$BENIFUL_LOCK_TIMEOUT``)
 DEFAULT_TIMEOUT = 86400.0
-
-T = TypeVar("T")
-
 
 class LockTimeout(TimeoutError):
     """Waited longer than the lock timeout for another process to finish a cache entry."""
@@ -151,8 +148,8 @@ def entry_lock(key: str, kind: str = "model", timeout: float | None = None,
         lock.release()
 
 
-def compute_once(key: str, kind: str, load: Callable[[], T | None], build: Callable[[], T],
-                 what: str | None = None) -> T:
+def compute_once(key: str, kind: str, load: Callable[[], Any], build: Callable[[], Any],
+                 what: str | None = None) -> Any:
     """``load()`` if the entry exists, else ``build()`` under the entry's lock, once across processes.
 
     ``load`` runs first without the lock (a hit costs no locking), and again once the lock is held,

@@ -19,6 +19,8 @@ DATASET ?=
 # SEEDS=0,1,2: every notebook over those seeds (tables written as <name>_seeds0-1-2.csv beside the
 # single-seed ones; executed notebooks in notebooks/runs/<profile>_<dataset>_seeds0-1-2/)
 SEEDS ?=
+# EXECUTOR=slurm: run the grid as SLURM jobs (make grid, below); local: as described here
+EXECUTOR ?= local
 
 # one model cache, data root and results tree per checkout, whatever the kernel's cwd
 export BENIFUL_CACHE := $(CURDIR)/.cache
@@ -36,15 +38,16 @@ ifeq ($(PROFILE)$(DATASET)$(SEEDS),quick)
   RUN_DIR := notebooks
   PM_PARAMS :=
 else
-  RUN_DIR := notebooks/runs/$(PROFILE)_$(or $(DATASET),default)$(if $(SEEDS),_seeds$(subst $(comma),-,$(SEEDS)))
+  RUN_DIR := notebooks/runs/$(PROFILE)_$(or $(subst $(comma),+,$(DATASET)),default)$(if $(SEEDS),_seeds$(subst $(comma),-,$(SEEDS)))
   PM_PARAMS := -p profile $(PROFILE) $(if $(DATASET),-p dataset $(DATASET)) $(if $(SEEDS),-p seed $(SEEDS))
 endif
 
-.PHONY: help install reproduce datasets notebooks nbval-chain-a nbval-chain-b book-notebooks book test unit nbval smoke lint clean-book $(RUN_TARGETS)
+.PHONY: help install reproduce datasets grid notebooks nbval-chain-a nbval-chain-b book-notebooks book test unit nbval smoke lint clean-book $(RUN_TARGETS)
 
 help:
 	@echo "make install     build .venv ($(PYTHON)) from requirements.txt and install beniful into it"
 	@echo "make reproduce   run every notebook with papermill (PROFILE=$(PROFILE) DATASET=$(DATASET)), JOBS=$(JOBS) at a time, and build the book"
+	@echo "make reproduce EXECUTOR=slurm   the same as SLURM jobs (GRID_* settings below; book page Running at scale)"
 	@echo "make test        unit tests + pytest --nbval-lax notebooks/ + make smoke"
 	@echo "make smoke       every notebook on the smoke profile over CIFAR-10/Tiny-ImageNet-shaped data, CSVs checked"
 	@echo "make book        jupyter-book build -W -n --keep-going . (into _build/html)"
@@ -76,9 +79,26 @@ CHAIN_B := table4 fig4 table2 fig2
 
 reproduce: $(STAMP)
 	@$(MAKE) --no-print-directory datasets
+ifeq ($(EXECUTOR),local)
 	@$(MAKE) --no-print-directory notebooks
 	@$(MAKE) --no-print-directory book-notebooks
 	@$(MAKE) --no-print-directory book
+else
+	@$(MAKE) --no-print-directory grid
+endif
+
+# EXECUTOR=slurm: the same grid as SLURM jobs through submitit (python -m beniful.grid; the book's
+# "Running at scale" page): phase 1 every model as one job array, phase 2 every notebook, phase 3
+# the book. Per job: GRID_PARTITION, GRID_GPUS (default 0), GRID_CPUS (1), GRID_TIME (minutes, 120),
+# GRID_ARRAY (array parallelism, 64), GRID_SBATCH (extra sbatch options, KEY=VALUE,...),
+# GRID_CONFIG (a TOML file of the same settings), GRID_OPTS (any other option of beniful.grid).
+GRID_OPTS ?=
+grid: $(STAMP)
+	$(BIN)/python -m beniful.grid --executor $(EXECUTOR) --profile $(PROFILE) $(if $(DATASET),--dataset $(DATASET)) \
+	  $(if $(SEEDS),--seeds $(SEEDS)) $(if $(GRID_PARTITION),--partition $(GRID_PARTITION)) \
+	  $(if $(GRID_GPUS),--gpus $(GRID_GPUS)) $(if $(GRID_CPUS),--cpus $(GRID_CPUS)) $(if $(GRID_TIME),--time $(GRID_TIME)) \
+	  $(if $(GRID_ARRAY),--array-parallelism $(GRID_ARRAY)) $(foreach o,$(subst $(comma), ,$(GRID_SBATCH)),--sbatch $(o)) \
+	  $(if $(GRID_CONFIG),--config $(GRID_CONFIG)) $(GRID_OPTS)
 
 # which data sets the notebooks will run (quick: mnist5k, plus Fashion-MNIST when installed; a missing one is
 # named with how to get it); fails at once, naming the download command, when a named data set is missing

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from . import cache, method_defaults, sources
+from . import cache, locks, method_defaults, sources
 from . import detectors as detectors_mod
 from . import eliminators as eliminators_mod
 from .datasets import ImageDataset, stratified_sample, stratified_split
@@ -224,7 +224,8 @@ def repaired_model(tm: Case, elim: eliminators_mod.Eliminator, x_pool: Tensor, u
     share repaired models. On a hit ``elim.wall_seconds`` (and ``n_suspicious`` where the method
     has one) are restored from the entry, so cost columns still report the original repair.
     Repairs kept in forward hooks (FP), eliminators holding a pre-fitted detector and cases without
-    a ``key`` are not cached.
+    a ``key`` are not cached. A repair holds its entry's lock (:mod:`beniful.locks`), so jobs that
+    need the same repair at the same time make it once.
 
     Args:
         tm: the case whose ``model`` is repaired with its ``clean`` data.
@@ -242,34 +243,45 @@ def repaired_model(tm: Case, elim: eliminators_mod.Eliminator, x_pool: Tensor, u
     # in ``detector``), so a reused instance stays cacheable.
     cacheable = use_cache and tm.key is not None and getattr(elim, "detector", None) is None
     key = repaired_key(tm, elim, split) if cacheable else None
-    entry = cache.load(key, kind="repaired") if key is not None else None
-    if entry is not None:
+    def hit() -> nn.Module | None:
+        entry = cache.load(key, kind="repaired")
+        if entry is None:
+            return None
         tensors, meta = entry
         fixed = copy.deepcopy(tm.model)
-        if set(tensors) == set(fixed.state_dict()):
-            fixed.load_state_dict(tensors)
-            elim.wall_seconds = float(meta["wall_seconds"])
-            if "n_suspicious" in meta:
-                elim.n_suspicious = int(meta["n_suspicious"])
-            if "suspicious" in meta:  # indices into the pool
-                mask = torch.zeros(len(x_pool), dtype=torch.bool)
-                mask[torch.tensor(meta["suspicious"], dtype=torch.long)] = True
-                elim.suspicious_mask = mask
-            return fixed.eval()
-    fixed = elim.repair(tm.model, tm.clean, pool=x_pool)
-    # a repair that lives partly in forward hooks (fine-pruning's channel mask) is not in the
-    # state dict: such models are not cached
-    hooked = any(m._forward_hooks or m._forward_pre_hooks for m in fixed.modules())
-    if key is not None and not hooked:
-        meta = {"model_key": tm.key, "eliminator": elim.name, "params": elim.params(), "wall_seconds": elim.wall_seconds}
-        if hasattr(elim, "n_suspicious"):
-            meta["n_suspicious"] = int(elim.n_suspicious)
-        mask = getattr(elim, "suspicious_mask", None)
-        if mask is not None:
-            meta["suspicious"] = torch.nonzero(mask).flatten().tolist()
-        cache.save(key, {k: v.detach().cpu().contiguous() for k, v in fixed.state_dict().items()}, meta,
-                   kind="repaired")
-    return fixed
+        if set(tensors) != set(fixed.state_dict()):
+            return None
+        fixed.load_state_dict(tensors)
+        elim.wall_seconds = float(meta["wall_seconds"])
+        if "n_suspicious" in meta:
+            elim.n_suspicious = int(meta["n_suspicious"])
+        if "suspicious" in meta:  # indices into the pool
+            mask = torch.zeros(len(x_pool), dtype=torch.bool)
+            mask[torch.tensor(meta["suspicious"], dtype=torch.long)] = True
+            elim.suspicious_mask = mask
+        return fixed.eval()
+
+    def build() -> nn.Module:
+        fixed = elim.repair(tm.model, tm.clean, pool=x_pool)
+        # a repair that lives partly in forward hooks (fine-pruning's channel mask) is not in the
+        # state dict: such models are not cached
+        hooked = any(m._forward_hooks or m._forward_pre_hooks for m in fixed.modules())
+        if key is not None and not hooked:
+            meta = {"model_key": tm.key, "eliminator": elim.name, "params": elim.params(),
+                    "wall_seconds": elim.wall_seconds}
+            if hasattr(elim, "n_suspicious"):
+                meta["n_suspicious"] = int(elim.n_suspicious)
+            mask = getattr(elim, "suspicious_mask", None)
+            if mask is not None:
+                meta["suspicious"] = torch.nonzero(mask).flatten().tolist()
+            cache.save(key, {k: v.detach().cpu().contiguous() for k, v in fixed.state_dict().items()}, meta,
+                       kind="repaired")
+        return fixed
+
+    if key is None:
+        return build()
+    # one process repairs, others asking for the same repair wait on the entry's lock and load it
+    return locks.compute_once(key, "repaired", hit, build, what=f"repair {elim.name} of model {tm.key}")
 
 
 def _suspicious_stats(elim: Any, is_trig: Tensor) -> dict[str, Any]:

@@ -3,7 +3,9 @@
 ``zoo.get("badnets", profile="quick")`` returns a :class:`TrainedModel`: the model, its attack,
 the data, the poisoned indices and ACC/ASR. The model is read from the cache when an entry with
 the same full configuration exists (seconds), otherwise trained, with an epoch checkpoint so an
-interrupted run resumes where it stopped.
+interrupted (killed, preempted, requeued) run resumes where it stopped. Training holds the entry's
+lock (:mod:`beniful.locks`): processes that ask for the same model at the same time (jobs of the
+grid, two notebooks) train it once; the others wait and load it.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from . import cache, datasets, models, profiles, sources, training
+from . import cache, datasets, locks, models, profiles, sources, training
 from .attacks.base import Attack
 # the registry alone, not the ``attacks`` package: importing it runs ``attacks/__init__`` (which
 # registers every attack) all the same, and the model key's source digest then follows the model's
@@ -27,7 +29,7 @@ from .datasets import ImageDataset
 from .training import evaluate, train_classifier
 from .utils import resolve_device, seeded
 
-__all__ = ["TrainedModel", "get", "model_config", "defender_split", "data_fingerprint"]
+__all__ = ["TrainedModel", "get", "model_key", "model_config", "defender_split", "data_fingerprint"]
 
 
 @dataclass
@@ -128,6 +130,41 @@ def data_fingerprint(train: ImageDataset, test: ImageDataset, dataset: str) -> s
     return h.hexdigest()[:20]
 
 
+def _full_config(dataset: str, atk: Attack | None, prof: profiles.Profile, seed: int, arch: str,
+                 train: ImageDataset, test: ImageDataset) -> dict[str, Any]:
+    cfg = model_config(dataset, atk, prof, seed, arch=arch)
+    fingerprint = data_fingerprint(train, test, dataset)
+    if fingerprint is not None:
+        cfg["data"] = fingerprint
+    return cfg
+
+
+def model_key(attack: str | None = "badnets", dataset: str | None = None, profile: str | profiles.Profile = "quick",
+              seed: int = 0, data: tuple[ImageDataset, ImageDataset] | None = None,
+              arch: str = "preact_resnet18") -> str:
+    """The cache key :func:`get` would use, without loading or training a model.
+
+    The grid (:mod:`beniful.grid`) uses it to tell which models are already in the cache.
+
+    Args:
+        attack: as for :func:`get` (a name, or ``"none"``/``None`` for the clean model).
+        dataset: as for :func:`get`.
+        profile: as for :func:`get`.
+        seed: as for :func:`get`.
+        data: as for :func:`get`; ``None`` loads the data set (only to fingerprint a profile's subset).
+        arch: as for :func:`get`.
+
+    Returns:
+        The key; ``cache.entry_paths(key)`` are the model's files once it is trained.
+    """
+    arch = models.MODELS.canonical(arch)
+    prof = profiles.get(profile)
+    dataset = datasets.check_name(dataset or prof.default_dataset)
+    atk = _build_attack(attack, prof, seed, {})
+    train, test = prof.subset_data(dataset, *(data if data is not None else datasets.load(dataset)))
+    return cache.config_key(_full_config(dataset, atk, prof, seed, arch, train, test))
+
+
 def _build_attack(attack: str | Attack | None, prof: profiles.Profile, seed: int, overrides: dict) -> Attack | None:
     if attack is None or isinstance(attack, Attack):
         return attack
@@ -191,10 +228,7 @@ def get(attack: str | Attack | None = "badnets", dataset: str | None = None, pro
     atk = _build_attack(attack, prof, seed, attack_overrides)
     dev = resolve_device(device)
     train, test = prof.subset_data(dataset, *(data if data is not None else datasets.load(dataset)))
-    cfg = model_config(dataset, atk, prof, seed, arch=arch)
-    fingerprint = data_fingerprint(train, test, dataset)
-    if fingerprint is not None:
-        cfg["data"] = fingerprint
+    cfg = _full_config(dataset, atk, prof, seed, arch, train, test)
     key = cache.config_key(cfg)
     tcfg = prof.train_config(dataset)
     c, h, w = train.shape
@@ -207,8 +241,11 @@ def get(attack: str | Attack | None = "badnets", dataset: str | None = None, pro
         model = models.build(arch, num_classes=cfg["model"]["num_classes"],
                              in_channels=c, width=prof.width)
         ckpt_key = key + ".ckpt"
-        entry = None if retrain else cache.load(key)
-        if entry is not None:
+
+        def hit() -> TrainedModel | None:
+            entry = None if retrain else cache.load(key)
+            if entry is None:
+                return None
             cache.remove(ckpt_key, kind="checkpoint")  # left over if a run died between final save and cleanup
             tensors, meta = entry
             model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
@@ -220,48 +257,56 @@ def get(attack: str | Attack | None = "badnets", dataset: str | None = None, pro
             return _trained(model, atk, train, test, poison_idx, prof, seed, key, cfg, meta)
 
         # ---------------------------------------------------------------- train (resumable)
-        start_epoch, opt_state = 0, None
-        ck = None if retrain else cache.load(ckpt_key, kind="checkpoint")
-        if ck is not None:
-            tensors, meta = ck
-            model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-            if atk is not None:
-                atk.setup((c, h, w), dev)
-                atk.load_state_dict({k[7:]: v for k, v in tensors.items() if k.startswith("attack.")})
-            start_epoch = int(meta["epoch"]) + 1
-            opt_tensors = {k: v for k, v in tensors.items() if k.startswith("opt.")}
-            model.to(dev)
-            template = torch.optim.SGD(model.parameters(), lr=tcfg.lr, momentum=tcfg.momentum,
-                                       weight_decay=tcfg.weight_decay)
-            opt_state = _opt_state({k: v.to(dev) for k, v in opt_tensors.items()}, template)
-            if progress:
-                print(f"resuming {atk.name if atk else 'clean'} model from epoch {start_epoch}/{tcfg.epochs}")
+        def _train() -> TrainedModel:
+            start_epoch, opt_state = 0, None
+            ck = None if retrain else cache.load(ckpt_key, kind="checkpoint")
+            if ck is not None:
+                tensors, meta = ck
+                model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+                if atk is not None:
+                    atk.setup((c, h, w), dev)
+                    atk.load_state_dict({k[7:]: v for k, v in tensors.items() if k.startswith("attack.")})
+                start_epoch = int(meta["epoch"]) + 1
+                opt_tensors = {k: v for k, v in tensors.items() if k.startswith("opt.")}
+                model.to(dev)
+                template = torch.optim.SGD(model.parameters(), lr=tcfg.lr, momentum=tcfg.momentum,
+                                           weight_decay=tcfg.weight_decay)
+                opt_state = _opt_state({k: v.to(dev) for k, v in opt_tensors.items()}, template)
+                if progress:
+                    print(f"resuming {atk.name if atk else 'clean'} model from epoch {start_epoch}/{tcfg.epochs}")
 
-        def checkpoint(epoch: int, m: nn.Module, opt: torch.optim.Optimizer) -> None:
-            if epoch + 1 >= tcfg.epochs:
-                return
-            t = {f"model.{k}": v for k, v in m.state_dict().items()}
-            t.update(_opt_tensors(opt))
-            if atk is not None:
-                t.update({f"attack.{k}": v for k, v in atk.state_dict().items()})
-            cache.save(ckpt_key, t, {"epoch": epoch, "config": cfg}, kind="checkpoint")
+            def checkpoint(epoch: int, m: nn.Module, opt: torch.optim.Optimizer) -> None:
+                if epoch + 1 >= tcfg.epochs:
+                    return
+                t = {f"model.{k}": v for k, v in m.state_dict().items()}
+                t.update(_opt_tensors(opt))
+                if atk is not None:
+                    t.update({f"attack.{k}": v for k, v in atk.state_dict().items()})
+                cache.save(ckpt_key, t, {"epoch": epoch, "config": cfg}, kind="checkpoint")
 
-        t0 = time.time()
-        train_classifier(model, train.data, train.targets, tcfg, attack=atk, poison_idx=poison_idx, seed=seed,
-                         device=dev, progress=progress, start_epoch=start_epoch, optimizer_state=opt_state,
-                         on_epoch_end=checkpoint)
-        train_time = time.time() - t0
-        xte, yte = test.tensors()
-        metrics = evaluate(model, xte, yte, atk)
-        tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
-        if atk is not None:
-            tensors.update({f"attack.{k}": v for k, v in atk.state_dict().items()})
-        meta = {"config": cfg, "metrics": metrics, "train_seconds": train_time, "device": str(dev),
-                "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu",
-                "torch": torch.__version__, "poisoned": int(len(poison_idx)), "resumed_from_epoch": start_epoch}
-        cache.save(key, tensors, meta)
-        cache.remove(ckpt_key, kind="checkpoint")
-        return _trained(model.eval(), atk, train, test, poison_idx, prof, seed, key, cfg, meta)
+            t0 = time.time()
+            train_classifier(model, train.data, train.targets, tcfg, attack=atk, poison_idx=poison_idx, seed=seed,
+                             device=dev, progress=progress, start_epoch=start_epoch, optimizer_state=opt_state,
+                             on_epoch_end=checkpoint)
+            train_time = time.time() - t0
+            xte, yte = test.tensors()
+            metrics = evaluate(model, xte, yte, atk)
+            tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+            if atk is not None:
+                tensors.update({f"attack.{k}": v for k, v in atk.state_dict().items()})
+            meta = {"config": cfg, "metrics": metrics, "train_seconds": train_time, "device": str(dev),
+                    "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu",
+                    "torch": torch.__version__, "poisoned": int(len(poison_idx)), "resumed_from_epoch": start_epoch}
+            cache.save(key, tensors, meta)
+            cache.remove(ckpt_key, kind="checkpoint")
+            return _trained(model.eval(), atk, train, test, poison_idx, prof, seed, key, cfg, meta)
+
+        what = f"model {atk.name if atk else 'clean'}/{dataset}/{prof.name}/seed {seed}"
+        if retrain:
+            with locks.entry_lock(key, "model", what=what):
+                return _train()
+        # one process trains, the others wait on the entry's lock and load what it wrote
+        return locks.compute_once(key, "model", hit, _train, what=what)
 
 
 def _trained(model: nn.Module, atk: Attack | None, train: ImageDataset, test: ImageDataset, poison_idx: Tensor,

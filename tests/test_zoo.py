@@ -404,3 +404,11 @@ def test_unknown_arch_fails_before_any_work(cache_dir, monkeypatch, no_training)
     with pytest.raises(TypeError, match="model name must be a string"):
         zoo.get("badnets", profile="quick", progress=False, arch=None)  # type: ignore[arg-type]
     assert not cache_dir.exists() or not any(cache_dir.rglob("*.safetensors"))
+
+
+def test_model_key_is_the_key_get_uses(reference):
+    """The grid tells cached models by ``model_key``: it must be ``get``'s key, without training."""
+    _, _, ref_tm = reference
+    assert zoo.model_key(ATTACK, "mnist5k", TINY, 0, data=DATA()) == ref_tm.key
+    assert zoo.model_key(ATTACK, "mnist5k", TINY, 1, data=DATA()) != ref_tm.key
+    assert zoo.model_key("none", "mnist5k", TINY, 0, data=DATA()) != ref_tm.key

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import cache as cache_mod
+from .. import locks
 from .. import features, memory, sources
 from ..metrics import threshold_at_fpr
 from ..utils import as_images, as_tensors, batches, check_layer, resolve_device
@@ -105,7 +106,8 @@ class BeniFulDetector(Detector):
         threshold are stored in the package cache (safetensors + JSON, see :mod:`beniful.cache`) under
         a key made of the model's weights, the clean data, every parameter and the source of the
         detector: the notebooks fit the same detector on the same model many times (table2, fig2,
-        fig3, fig4, table4 and each BeniFul repair), and a hit skips the VAE training. Nothing is
+        fig3, fig4, table4 and each BeniFul repair), and a hit skips the VAE training. The fit holds
+        the entry's lock (:mod:`beniful.locks`), so concurrent jobs fit it once. Nothing is
         executed from the cache; a corrupt entry is refitted.
 
         Args:
@@ -122,10 +124,19 @@ class BeniFulDetector(Detector):
             return super().fit(model, clean)
         x, y = as_tensors(clean)
         key = self.cache_key(model, x, y)
-        entry = cache_mod.load(key, kind="detector")
-        if entry is not None and self._restore(model, *entry):
-            self.from_cache = True
-            return self
+
+        def hit() -> "BeniFulDetector | None":
+            entry = cache_mod.load(key, kind="detector")
+            if entry is not None and self._restore(model, *entry):
+                self.from_cache = True
+                return self
+            return None
+
+        # one process fits, others asking for the same fit wait on the entry's lock and load it
+        return locks.compute_once(key, "detector", hit, lambda: self._fit_and_save(model, x, y, key),
+                                  what=f"fitted detector {self.name} {key}")
+
+    def _fit_and_save(self, model: nn.Module, x: Tensor, y: Tensor, key: str) -> "BeniFulDetector":
         super().fit(model, (x, y))
         assert self.vae is not None
         meta = {"detector": self.name, "params": self.params(), "feature_shape": list(self.vae.shape),

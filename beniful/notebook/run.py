@@ -21,7 +21,7 @@ from ..datasets import ImageDataset
 from ..registry import Registry
 from ..utils import resolve_device
 
-__all__ = ["HEADLINE", "REGISTRIES", "Run", "setup", "choose", "registry", "set_threads"]
+__all__ = ["HEADLINE", "REGISTRIES", "Run", "setup", "resolve_datasets", "choose", "registry", "set_threads"]
 
 #: The methods every table shows by default, in table order (the headline set of the paper's tables;
 #: other registered methods, e.g. later attacks, run when a notebook names them).
@@ -218,6 +218,31 @@ def _load_all(prof: profiles.Profile, names: list[str], optional: set[str]
                 raise
             missing[ds] = str(exc)
     return data, missing
+
+
+def resolve_datasets(profile: str, dataset: Any = None) -> tuple[list[str], dict[str, str]]:
+    """The data sets a notebook of ``profile`` runs for ``dataset``, as :func:`setup` resolves them.
+
+    Args:
+        profile: a registered profile name.
+        dataset: a name, a list or a comma-separated string; ``None``: the profile's default set
+            (its ``default_dataset`` and each of its ``datasets`` that is on disk).
+
+    Returns:
+        ``(names, missing)``: the data sets to run, and each default one that is not on disk with
+        the message that says how to get it.
+    """
+    prof = profiles.get(profile)
+    if dataset is not None and not (isinstance(dataset, str) and not dataset.strip()):
+        return _check_datasets(dataset), {}
+    names = list(dict.fromkeys([prof.default_dataset, *prof.datasets]))
+    missing = {}
+    for ds in names[1:]:
+        try:
+            datasets.get(ds).loader(paths.data_root())
+        except datasets.DatasetNotFoundError as exc:
+            missing[ds] = str(exc)
+    return [ds for ds in names if ds not in missing], missing
 
 
 def _check_datasets(dataset: Any) -> list[str]:

@@ -127,7 +127,7 @@ def setting_note(profile: str, dataset: str) -> str:
     """One sentence saying what a (profile, dataset) pair is, for every book page that shows its
     numbers: only the paper profile on the paper's data sets is the like-for-like comparison."""
     if profile == "quick":
-        return (f"Quick profile on {dataset}: a narrow network and 8 epochs on CPU; evidence about the method, "
+        return (f"Quick profile on {dataset}: a narrow network and a few epochs on CPU; evidence about the method, "
                 "not the paper's numbers.")
     if profile == "paper" and dataset not in PAPER_DATASETS:
         return (f"The paper profile's model and schedule (PreAct-ResNet-18 at width 64, 100 epochs) on {dataset}, "

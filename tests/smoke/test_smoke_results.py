@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 
 from beniful import profiles
+from beniful.ablations import INGREDIENTS
 from beniful.notebook import HEADLINE
 
 ROOT = os.environ.get("BENIFUL_SMOKE_RESULTS")
@@ -52,11 +53,17 @@ class Expected:
 EXPECTED: dict[str, Expected] = {
     "table1": Expected(("attack",), [("none",)] + [(a,) for a in ATTACKS], ("acc", "asr"), ("acc",)),
     "table2": Expected(("attack", "detector"), [(a, d) for a in ATTACKS for d in DETECTORS],
-                       ("auroc", "tpr_at_5fpr", "flag_rate_clean", "flag_rate_triggered"),
-                       ("auroc", "tpr_at_5fpr", "flag_rate_clean", "flag_rate_triggered"), finite=("fit_seconds",)),
+                       ("auroc", "tpr_at_5fpr", "flag_rate_clean", "flag_rate_triggered", "tpr_calibrated",
+                        "fpr_calibrated"),
+                       ("auroc", "tpr_at_5fpr", "flag_rate_clean", "flag_rate_triggered", "tpr_calibrated",
+                        "fpr_calibrated"), finite=("fit_seconds",)),
     "table3": Expected(("attack", "eliminator"), [(a, e) for a in ATTACKS for e in ELIMINATORS],
                        ("acc", "asr", "acc_before", "asr_before"), ("acc", "asr", "acc_before", "asr_before"),
-                       finite=("wall_seconds",)),
+                       finite=("wall_seconds", "epochs", "steps")),
+    # the equal-budget view: FT, FP and NAD at BeniFul-BE's optimisation steps
+    "table3_equal_budget": Expected(("attack", "eliminator"), [(a, e) for a in ATTACKS for e in ("ft", "fp", "nad")],
+                                    ("acc", "asr", "acc_before", "asr_before"), ("acc", "asr"),
+                                    finite=("wall_seconds", "steps")),
     "fig2": Expected(("attack", "signal"), [(a, s) for a in ATTACKS for s in ("r", "c", "both")],
                      ("auroc", "tpr_at_5fpr", "flag_rate_clean", "flag_rate_triggered"), ("auroc",)),
     "fig3": Expected(("attack", "model"), [(a, m) for a in ATTACKS for m in ("backdoored", "clean", "repaired")],
@@ -135,4 +142,8 @@ def test_table4_has_every_ablation_for_every_attack(dataset: str) -> None:
     assert frac.groupby("attack").size().eq(3 * 3).all(), "3 clean fractions x 3 signals per attack"
     forms = table[table.ablation == "elimination_form"]
     assert set(forms.attack) == {"wanet"} and len(forms) == 5, "3 loss forms + 2 more lambdas, on WaNet"
-    assert len(table) == len(layer) + len(frac) + len(forms), f"unexpected ablations: {sorted(set(table.ablation))}"
+    ingredients = table[table.ablation == "elimination_ingredient"]
+    assert set(ingredients.attack) == {"wanet"} and set(ingredients.variant) == set(INGREDIENTS), \
+        "every ingredient variant of BeniFul-BE, on WaNet"
+    assert len(table) == len(layer) + len(frac) + len(forms) + len(ingredients), \
+        f"unexpected ablations: {sorted(set(table.ablation))}"

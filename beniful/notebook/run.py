@@ -220,6 +220,11 @@ def _load_all(prof: profiles.Profile, names: list[str], optional: set[str]
     return data, missing
 
 
+def _default_names(prof: profiles.Profile) -> list[str]:
+    """The profile's default data-set set, ``default_dataset`` first, whether on disk or not."""
+    return list(dict.fromkeys([prof.default_dataset, *prof.datasets]))
+
+
 def resolve_datasets(profile: str, dataset: Any = None) -> tuple[list[str], dict[str, str]]:
     """The data sets a notebook of ``profile`` runs for ``dataset``, as :func:`setup` resolves them.
 
@@ -235,7 +240,7 @@ def resolve_datasets(profile: str, dataset: Any = None) -> tuple[list[str], dict
     prof = profiles.get(profile)
     if dataset is not None and not (isinstance(dataset, str) and not dataset.strip()):
         return _check_datasets(dataset), {}
-    names = list(dict.fromkeys([prof.default_dataset, *prof.datasets]))
+    names = _default_names(prof)
     missing = {}
     for ds in names[1:]:
         try:
@@ -287,7 +292,7 @@ def setup(profile: str = "quick", dataset: str | None = None, attacks: Any = Non
     """
     prof = profiles.get(profile)
     default = dataset is None or (isinstance(dataset, str) and not dataset.strip())
-    names = list(dict.fromkeys([prof.default_dataset, *prof.datasets])) if default else _check_datasets(dataset)
+    names = _default_names(prof) if default else _check_datasets(dataset)
     chosen = choose("attacks", attacks)
     if need_attacks and not chosen:
         raise ValueError(f"no attack to run; registered attacks: {', '.join(attacks_mod.available())}")

@@ -70,6 +70,10 @@ THRESHOLDS: tuple[Threshold, ...] = (
               "ours: the paper's Backdoor Consistency (abstract) read as a bound, 3x the 5% FPR target", "claim"),
     Threshold("target_auroc", "AUROC", "table2", "auroc", 0.95, True, OURS, "target"),
     Threshold("target_tpr", "TPR at 5% FPR", "table2", "tpr_at_5fpr", 0.90, True, OURS, "target"),
+    Threshold("target_tpr_calibrated", "TPR at the calibrated threshold (deployed)", "table2", "tpr_calibrated", 0.90,
+              True, OURS, "target"),
+    Threshold("target_fpr_calibrated", "FPR realised at the calibrated threshold (deployed)", "table2", "fpr_calibrated",
+              0.10, False, OURS, "target"),
     Threshold("target_asr", "ASR after repair", "table3", "asr", 0.05, False, OURS, "target"),
     Threshold("target_acc_drop", "ACC drop of the repair", "table3", "acc_drop", 0.02, False, OURS, "target"),
     Threshold("target_clean_model_flags", "clean model: triggered inputs flagged", "fig3", "flag_rate_triggered",
@@ -208,6 +212,8 @@ def headline_comparison(settings: Sequence[tuple[str, str]], root: str | os.Path
             if df is None:
                 continue
             source = f"`{df.attrs['source']}` ({describe_provenance(df, profile, dataset)})"
+            if t.column not in df and t.column != "acc_drop":
+                continue  # a table written before the column existed (e.g. the calibrated rates)
             for attack, g in _beniful_rows(df, t.table).groupby("attack", sort=False):
                 rows.append({"profile": profile, "dataset": dataset, "metric": t.what, "attack": attack,
                              "mean": float(g[t.column].mean()),

@@ -112,6 +112,13 @@ def test_headline_comparison_reads_beniful_rows_per_setting(plant, tmp_path: Pat
     assert got.loc[("paper", "TPR at 5% FPR"), "mean"] == 1.0
     assert got.loc[("quick", "AUROC"), "source"].startswith("`quick/mnist5k/table2_seeds0-1.csv` (profile=quick")
     assert ("paper", "ASR after repair") not in got.index  # no table3 for that setting: no row
+    # the deployed (calibrated) rates are headline metrics where the table has them, skipped where not
+    assert ("quick", "TPR at the calibrated threshold (deployed)") not in got.index
+    plant("quick", "mnist5k", "table2_seeds0-1", t2.assign(tpr_calibrated=[0.95, 0.85, 0.1], fpr_calibrated=0.04))
+    got = nb.headline_comparison([("quick", "mnist5k")]).set_index("metric")
+    assert got.loc["TPR at the calibrated threshold (deployed)", "mean"] == pytest.approx(0.9)
+    assert got.loc["FPR realised at the calibrated threshold (deployed)", "target"] == 0.10
+    assert not got.loc["FPR realised at the calibrated threshold (deployed)", "higher_is_better"]
 
 def test_one_thresholds_table_decides_claims_targets_and_checks(plant, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from dataclasses import replace

@@ -359,8 +359,9 @@ def elimination_ingredients(tms: Case | Iterable[Case], split: str = "validation
         **common: keyword arguments of every variant (e.g. ``detector_kwargs={"cache": True}``).
 
     Returns:
-        One row per case and variant: the columns of :func:`~beniful.evaluation.elimination_row`
-        with ``variant``, ``switched_off``, ``overrides`` (their repr) and ``acc_drop``.
+        A DataFrame with one row per case and variant, holding the columns of
+        :func:`~beniful.evaluation.elimination_row` and ``variant``, ``switched_off``, ``overrides``
+        (their repr) and ``acc_drop``.
 
     Raises:
         ValueError: an unknown variant, or ``common`` setting a parameter that a variant switches off.

@@ -103,8 +103,8 @@ def calibrated_rates(clean_scores: Tensor, triggered_scores: Tensor, threshold: 
             ``None`` when the detector has none.
 
     Returns:
-        ``{"tpr_calibrated": share of triggered inputs flagged, "fpr_calibrated": share of clean
-        inputs flagged}``, both NaN without a threshold.
+        A dict with ``tpr_calibrated`` (the share of triggered inputs flagged) and
+        ``fpr_calibrated`` (the share of clean inputs flagged), both NaN without a threshold.
     """
     if threshold is None:
         return {"tpr_calibrated": float("nan"), "fpr_calibrated": float("nan")}

@@ -19,7 +19,7 @@ keeps at least 10 steps a round. That is a scaling of steps, not of passes.
 
 :func:`paper_kwargs` gives the constructor keyword arguments for one method at a given clean-data
 size; :func:`paper_budget` all of them; the book's setup page prints
-:func:`beniful.notebook.params.paper_settings_table`. This module imports no method, so it never
+``beniful.notebook.paper_settings_table``. This module imports no method, so it never
 enters the source digests that key cached repairs (:mod:`beniful.sources`).
 """
 from __future__ import annotations

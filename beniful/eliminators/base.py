@@ -117,7 +117,7 @@ class Eliminator(Configurable):
         """Parameter updates one repair makes, counted from the settings (nothing is run).
 
         The default is the fine-tuning loop's: ``epochs`` shuffled passes over the clean data
-        (:func:`steps_per_epoch`); methods with another loop override it and say what they count.
+        (``steps_per_epoch``); methods with another loop override it and say what they count.
 
         Args:
             n_clean: the defender's clean images.

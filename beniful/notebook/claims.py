@@ -211,10 +211,11 @@ def headline_comparison(settings: Sequence[tuple[str, str]], root: str | os.Path
             df = read_result(profile, dataset, t.table, root)
             if df is None:
                 continue
-            source = f"`{df.attrs['source']}` ({describe_provenance(df, profile, dataset)})"
-            if t.column not in df and t.column != "acc_drop":
+            ours = _beniful_rows(df, t.table)
+            if t.column not in ours:
                 continue  # a table written before the column existed (e.g. the calibrated rates)
-            for attack, g in _beniful_rows(df, t.table).groupby("attack", sort=False):
+            source = f"`{df.attrs['source']}` ({describe_provenance(df, profile, dataset)})"
+            for attack, g in ours.groupby("attack", sort=False):
                 rows.append({"profile": profile, "dataset": dataset, "metric": t.what, "attack": attack,
                              "mean": float(g[t.column].mean()),
                              "std": float(g[t.column].std(ddof=0)) if len(g) > 1 else 0.0,

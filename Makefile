@@ -42,7 +42,7 @@ else
   PM_PARAMS := -p profile $(PROFILE) $(if $(DATASET),-p dataset $(DATASET)) $(if $(SEEDS),-p seed $(SEEDS))
 endif
 
-.PHONY: help install reproduce datasets grid notebooks nbval-chain-a nbval-chain-b book-notebooks book test unit nbval smoke lint clean-book $(RUN_TARGETS)
+.PHONY: help install reproduce datasets grid notebooks nbval-table1 nbval-chain-a nbval-chain-b book-notebooks book test unit nbval smoke lint clean-book $(RUN_TARGETS)
 
 help:
 	@echo "make install     build .venv ($(PYTHON)) from requirements.txt and install beniful into it"
@@ -65,13 +65,14 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/python -m pip install -e . --no-deps
 	touch $(STAMP)
 
-# Notebooks: table1 first and alone (it trains the models every other notebook loads), then the
-# rest as two chains run side by side, each kernel on THREADS torch threads: on 2 cores two
-# one-thread kernels finish sooner than one two-thread kernel after another (the quick profile's
-# small convolutions do not scale to 2 threads: measured 1.5x the throughput). The chains are
-# balanced by measured one-thread run times (about 13.5 min each, cold) and put fig3 before table3,
-# which reuses fig3's five BeniFul repairs from the cache. JOBS=1 runs the chains one after the
-# other with torch's default threads. Notebooks in neither chain run whenever a slot is free.
+# Notebooks: table1 first (it trains the models every other notebook loads), then the rest as two
+# chains run side by side, each kernel on THREADS torch threads: on 2 cores two one-thread kernels
+# finish sooner than one two-thread kernel after another (the quick profile's small convolutions do
+# not scale to 2 threads: measured 1.5x the throughput). Chain A puts fig3 before table3, which
+# reuses fig3's BeniFul repairs from the cache. The two longest notebooks get a second kernel
+# (PREFETCH, below): table1 runs beside its prefetch, and table3's prefetch closes chain B, which
+# is otherwise done long before table3. JOBS=1 runs everything one after the other with torch's
+# default threads and no prefetch. Notebooks in neither chain run whenever a slot is free.
 JOBS ?= 2
 THREADS ?= $(if $(filter 1,$(JOBS)),,1)
 CHAIN_A := fig3 table3 fig1 table5
@@ -110,16 +111,35 @@ RUN_TARGETS := $(patsubst notebooks/%.ipynb,run-%,$(NOTEBOOKS))
 _exists = $(foreach n,$(1),$(if $(filter notebooks/$(n).ipynb,$(NOTEBOOKS)),$(n)))
 LATER_TARGETS := $(addprefix run-,$(call _exists,$(CHAIN_A) $(CHAIN_B))) \
   $(filter-out run-table1 $(addprefix run-,$(CHAIN_A) $(CHAIN_B)),$(RUN_TARGETS))
+# PREFETCH: a second kernel for each of these notebooks runs it over its data sets, attacks and seeds
+# in reverse order (python -m beniful.notebook.prefetch), executed notebook and tables into a scratch
+# directory under .cache/prefetch/; through the cache's per-entry locks it computes what the kept
+# kernel has not reached yet, and that one loads it (only the kept notebook and its tables count).
+# Only with JOBS >= 2, and only notebooks that exist.
+PREFETCH ?= table1 table3
+_prefetch = $(if $(filter-out 1,$(JOBS)),$(addprefix prefetch-,$(filter $(1),$(call _exists,$(PREFETCH)))))
+TABLE1_PREFETCH := $(call _prefetch,table1)
+CHAIN_B_PREFETCH := $(call _prefetch,$(filter-out table1,$(PREFETCH)))
+PREFETCH_DIR := $(CURDIR)/.cache/prefetch/$(subst /,_,$(RUN_DIR))
+PREFETCH_PARAMS = $(BIN)/python -m beniful.notebook.prefetch --profile $(PROFILE) $(if $(DATASET),--dataset $(DATASET)) $(if $(SEEDS),--seed $(SEEDS))
+
 notebooks: $(STAMP)
-	@$(MAKE) --no-print-directory run-table1
-	@$(MAKE) --no-print-directory -j$(JOBS) -Otarget ORDERED=1 $(if $(THREADS),BENIFUL_NUM_THREADS=$(THREADS)) $(LATER_TARGETS)
+	@$(MAKE) --no-print-directory -j$(JOBS) -Otarget $(if $(THREADS),BENIFUL_NUM_THREADS=$(THREADS)) run-table1 $(TABLE1_PREFETCH)
+	@$(MAKE) --no-print-directory -j$(JOBS) -Otarget ORDERED=1 $(if $(THREADS),BENIFUL_NUM_THREADS=$(THREADS)) $(LATER_TARGETS) $(CHAIN_B_PREFETCH)
 
 # inside the parallel run each notebook of a chain waits for the one before it
 ifdef ORDERED
 _chain = $(if $(word 2,$(1)),$(eval run-$(word 2,$(1)): | run-$(word 1,$(1)))$(call _chain,$(wordlist 2,$(words $(1)),$(1))))
 $(call _chain,$(call _exists,$(CHAIN_A)))
 $(call _chain,$(call _exists,$(CHAIN_B)))
+$(if $(CHAIN_B_PREFETCH),$(eval $(CHAIN_B_PREFETCH): | run-$(lastword $(call _exists,$(CHAIN_B)))))
 endif
+
+prefetch-%: $(STAMP)
+	@mkdir -p $(PREFETCH_DIR)/$*
+	@echo ">> $* from the other end, beside the kept run (torch threads: $${BENIFUL_NUM_THREADS:-default})"
+	BENIFUL_RESULTS=$(PREFETCH_DIR)/$*/results $(BIN)/papermill notebooks/$*.ipynb $(PREFETCH_DIR)/$*/$*.ipynb \
+	  --cwd notebooks --kernel python3 --no-progress-bar -y "$$($(PREFETCH_PARAMS))"
 
 run-%: $(STAMP)
 	@mkdir -p $(RUN_DIR)
@@ -173,12 +193,17 @@ unit: $(STAMP)
 NBVAL := $(BIN)/pytest -q --nbval-lax --nbval-cell-timeout=3600
 NBVAL_LATER := $(filter-out notebooks/table1.ipynb $(patsubst %,notebooks/%.ipynb,$(CHAIN_A) $(CHAIN_B)),$(NOTEBOOKS))
 nbval: $(STAMP)
-	$(NBVAL) notebooks/table1.ipynb
+	@$(MAKE) --no-print-directory -j$(JOBS) -Otarget $(if $(THREADS),BENIFUL_NUM_THREADS=$(THREADS)) nbval-table1 $(TABLE1_PREFETCH)
 	@$(MAKE) --no-print-directory -j$(JOBS) -Otarget $(if $(THREADS),BENIFUL_NUM_THREADS=$(THREADS)) nbval-chain-a nbval-chain-b
 	$(if $(NBVAL_LATER),$(NBVAL) $(NBVAL_LATER))
 
+nbval-table1: $(STAMP)
+	$(NBVAL) notebooks/table1.ipynb
+
+# chain B ends with table3's prefetch (PREFETCH, above), which helps chain A's table3
 nbval-chain-a nbval-chain-b: nbval-chain-%: $(STAMP)
 	$(NBVAL) $(foreach n,$(call _exists,$(CHAIN_$(shell echo $* | tr a-z A-Z))),notebooks/$(n).ipynb)
+	$(if $(filter b,$*),$(foreach t,$(CHAIN_B_PREFETCH),$(MAKE) --no-print-directory $(t);))
 
 # the small bug-catching rule set of pyproject.toml's [tool.ruff.lint]; seconds, so CI runs it first
 lint: $(STAMP)

@@ -135,7 +135,9 @@ def _plain_train(model: nn.Module, x: Tensor, y: Tensor, cfg: TrainConfig, seed:
 @pytest.mark.parametrize("poison", [False, True], ids=["clean", "badnets"])
 def test_fast_path_matches_plain_dataloader_loop(poison: bool) -> None:
     x, y = _tiny_data(n=100)
-    cfg = TrainConfig(epochs=2, batch_size=32, lr=0.05, crop_padding=2, hflip=True)
+    # the same memory layout as the plain loop: this test is about batches, augmentation and poison;
+    # NHWC's other summation order is checked on its own below (a width-2 net amplifies rounding)
+    cfg = TrainConfig(epochs=2, batch_size=32, lr=0.05, crop_padding=2, hflip=True, channels_last=False)
     atk, pidx = None, None
     if poison:
         atk = attacks.build("badnets", target=0, rate=0.2, seed=0).setup((1, 16, 16))
@@ -147,6 +149,20 @@ def test_fast_path_matches_plain_dataloader_loop(poison: bool) -> None:
     s0, sf, sp = _state(init), _state(fast), _state(plain)
     assert _max_diff(sf, s0) > 1e-2, "training did not move the weights"
     assert _max_diff(sf, sp) < 1e-4, "fast path and plain DataLoader loop diverged"
+
+
+def test_channels_last_trains_the_same_model_to_rounding() -> None:
+    """NHWC (the default, CPU included, for speed) only reorders sums: one epoch agrees with the
+    contiguous layout to float rounding, and the model comes back in the contiguous layout."""
+    x, y = _tiny_data(n=100)
+    init = _tiny_model(seed=3)
+    out = {}
+    for cl in (False, True):
+        cfg = TrainConfig(epochs=1, batch_size=32, lr=0.05, crop_padding=2, hflip=True, channels_last=cl)
+        out[cl] = train_classifier(copy.deepcopy(init), x, y, cfg, seed=11, device="cpu", progress=False)
+    assert _max_diff(_state(out[True]), _state(init)) > 1e-2
+    assert _max_diff(_state(out[True]), _state(out[False])) < 1e-4
+    assert all(p.is_contiguous() for p in out[True].parameters())
 
 
 def test_fast_path_poisoning_changes_the_model() -> None:

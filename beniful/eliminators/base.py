@@ -100,13 +100,14 @@ class Eliminator(Configurable):
             pool = as_images(pool, "pool")
         self.device = resolve_device(self.device_name)
         t0 = time.time()
-        fixed = copy.deepcopy(model).to(self.device)
+        # NHWC weights: oneDNN's convolutions run ~1.3-1.6x faster on CPU, cuDNN's on tensor cores
+        fixed = copy.deepcopy(model).to(self.device, memory_format=torch.channels_last)
         for p in fixed.parameters():
             p.requires_grad_(True)
         self.generator = torch.Generator().manual_seed(self.seed)
         with seeded(self.seed, self.device):  # new layers (masks, heads) start from the seed; the caller's RNG is kept
             fixed = self._repair(fixed, x, y, pool)
-        fixed.eval()
+        fixed.eval().to(memory_format=torch.contiguous_format)  # the caller gets the layout it gave
         self.wall_seconds = time.time() - t0
         return fixed
 

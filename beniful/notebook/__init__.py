@@ -29,7 +29,7 @@ from .claims import (ACC_DROP_BOUND, CONTROLS, against_baselines, KNOWN_ACC_COST
                      claims_table, headline_comparison,
                      qualitative_detection, qualitative_elimination, setting_note, threshold, thresholds_table)
 from .figures import dataset_axes, layer_features, pca_2d, plot_feature_pca, plot_metric_bars, plot_trigger_grid, separation
-from .params import default_of, family_table, paper_settings_table, parameter_table
+from .params import default_of, family_table, paper_settings_table, parameter_table, per_dataset
 from .reading import collect_results, describe_provenance, read_result
 from .references import BACKDOORBENCH_SOURCE, backdoorbench_table, beside_backdoorbench
 from .run import HEADLINE, REGISTRIES, Run, choose, registry, set_threads, setup
@@ -44,7 +44,7 @@ __all__ = [
     "SUMMARY", "THRESHOLDS", "Run", "Threshold", "choose", "clean_fraction_table", "claims_table", "collect_results", "consistency_split",
     "consistency_table", "data_root", "dataset_axes", "default_of", "describe_provenance", "detection_test_images", "display_path",
     "glue", "headline_comparison", "kwargs_note", "layer_features", "layer_signal_table", "method_params",
-    "family_table", "paper_settings_table", "palette", "parameter_table", "pca_2d", "plot_consistency", "plot_consistency_split", "plot_feature_pca",
+    "family_table", "paper_settings_table", "palette", "parameter_table", "per_dataset", "pca_2d", "plot_consistency", "plot_consistency_split", "plot_feature_pca",
     "plot_form_lambda", "plot_layer_ablation", "plot_metric_bars", "plot_trigger_grid", "qualitative_detection",
     "qualitative_elimination", "read_result", "repo_root", "results_root", "sanitize", "seed_table",
     "separation", "set_threads", "setting_note", "setup", "show_table", "style", "table_name", "test_subset",

@@ -5,12 +5,29 @@ from typing import Any, Mapping
 
 from .run import registry
 
-__all__ = ["parameter_table", "default_of", "family_table", "paper_settings_table"]
+__all__ = ["parameter_table", "default_of", "family_table", "paper_settings_table", "per_dataset"]
 
 
 def _show(value: Any) -> str:
     """A default as the setup page prints it (a read-only mapping as the dict it is)."""
     return repr(dict(value)) if isinstance(value, Mapping) else repr(value)
+
+
+def per_dataset(value: Any, dataset: str, default: Any) -> Any:
+    """A notebook parameter given once for all data sets or per data set, as ``dataset`` reads it.
+
+    Bounds such as fig3's ``min_backdoored_flags`` are a number or a ``{dataset: number}`` mapping;
+    a data set the mapping does not name gets ``default``.
+
+    Args:
+        value: one value for every data set, or a mapping from data set name to value.
+        dataset: the data set being checked.
+        default: the value for a data set the mapping leaves out.
+
+    Returns:
+        The value that applies to ``dataset``.
+    """
+    return value.get(dataset, default) if isinstance(value, Mapping) else value
 
 
 def default_of(kind: str, name: str, param: str) -> Any:

@@ -74,6 +74,21 @@ def test_parameters_cell_has_common_parameters_with_quick_defaults(path: Path) -
     assert not any("injected-parameters" in _tags(c) for c in nb.cells), "commit the quick run, not a -p run"
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS + BOOK_NOTEBOOKS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_papermill_reads_every_parameter(path: Path) -> None:
+    """papermill skips a line with a second '=' (in a comment too) and then calls ``-p dataset ...``
+    an unknown parameter: every name the cell assigns must be one papermill can override."""
+    from papermill.translators import PythonTranslator
+
+    cells = [c for c in _read(path).cells if "parameters" in _tags(c)]
+    if not cells:
+        pytest.skip("no parameters cell")
+    assigned = {t.id for node in ast.parse(cells[0].source).body if isinstance(node, ast.Assign)
+                for t in node.targets if isinstance(t, ast.Name)}
+    parsed = {p.name for p in PythonTranslator.inspect(cells[0])}
+    assert assigned <= parsed, f"{path.name}: papermill cannot parse {sorted(assigned - parsed)}"
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_checked_outputs_are_coarse_and_stable(path: Path) -> None:
     nb = _read(path)

@@ -34,3 +34,10 @@ def test_paper_settings_table_lists_each_setting_with_its_value_here() -> None:
     anp = tab[(tab.method == "anp") & (tab.param == "iterations")].iloc[0]
     assert (anp.paper, anp.value, anp.paper_images, anp.rule) == ("2000", "800", 500, "x n_clean / 500")
     assert tab[tab.method == "ft"].iloc[0].default == repr(eliminators.ELIMINATORS.get("ft")().epochs)
+
+
+def test_per_dataset_reads_one_value_or_a_mapping() -> None:
+    assert nb.per_dataset(0.6, "fashion-mnist", 0.75) == 0.6
+    bounds = {"mnist5k": 0.75, "fashion-mnist": 0.60}
+    assert nb.per_dataset(bounds, "fashion-mnist", 0.9) == 0.60
+    assert nb.per_dataset(bounds, "cifar10", 0.9) == 0.9

@@ -21,7 +21,7 @@ from ..paper_settings import paper_budget
 
 __all__ = ["QUICK_CLEAN_IMAGES", "QUICK_BUDGET", "SMOKE_BUDGET", "BUDGETS", "NOTEBOOK_DEFAULTS", "QUICK_DETECTION_TEST_IMAGES",
            "DETECTION_TEST_IMAGES", "LAYERS", "budget", "method_params", "detection_test_images", "test_subset",
-           "kwargs_note"]
+           "kwargs_note", "LEFT_OUT", "panel"]
 
 
 #: The defender's clean images in the quick profile (5% of mnist5k's 4,000 training images): the size
@@ -67,9 +67,10 @@ QUICK_BUDGET: dict[str, dict[str, dict[str, Any]]] = {
     # step count (40 epochs). ``eliminator_params={"anp": {"iterations": 800}, "fp": {"epochs": 100}}``
     # runs the papers' settings.
     "eliminators": {**_differing(paper_budget(QUICK_CLEAN_IMAGES)), "fp": {"epochs": 20}, "anp": {"iterations": 100}},
-    # table4's layer and clean-fraction sweeps fit 25 more BeniFul detectors; a layer1 VAE (8 x 28 x 28
-    # features) takes ~75 s at 100 epochs on one core, so the sweeps compare every layer and fraction
-    # at 40 epochs (the same budget for each row; the headline detectors keep 100)
+    # table4's layer and clean-fraction sweeps fit 25 more BeniFul detectors per data set, fig4's
+    # rate, latent-size and clean-fraction sweeps 12; a layer1 VAE (8 x 28 x 28 features) takes ~75 s
+    # at 100 epochs on one core, so the sweeps compare every point at 40 epochs (the same budget for
+    # each point of a sweep; the headline detectors of table2 and fig3 keep 100)
     "ablation sweeps": {
         "beniful": {"vae_epochs": 40},
     },
@@ -104,6 +105,40 @@ SMOKE_BUDGET: dict[str, dict[str, dict[str, Any]]] = {
 #: Each profile's method budget, by profile name; a profile not listed runs every method at its
 #: defaults (the paper profile: its paper's settings)
 BUDGETS: dict[str, dict[str, dict[str, dict[str, Any]]]] = {"quick": QUICK_BUDGET, "smoke": SMOKE_BUDGET}
+
+#: Methods a profile leaves out on one of its data sets, by profile name, kind and data set (read
+#: through :func:`panel`). The quick profile runs ANP and I-BAU, the two adversarial-search
+#: baselines, on Fashion-MNIST only, the benchmark on which every baseline is compared on equal
+#: terms: measured with one CPU thread per kernel (quick WaNet on mnist5k, seed 0) I-BAU takes 107 s
+#: and ANP 47 s a model (FT 34 s, BeniFul-BE 66 s): on mnist5k's five models the two would add about
+#: 13 CPU-minutes, which a cold CI run (every notebook re-executed within its time limit on 2 cores)
+#: cannot spare. On mnist5k table3 runs BeniFul-BE, FT, FP, NAD, the ``ft_pool`` control and the
+#: equal-budget view. Naming the eliminators (``-p eliminators
+#: '["anp", "ibau"]'``) runs them on every data set.
+LEFT_OUT: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
+    "quick": {"eliminators": {"mnist5k": ("anp", "ibau")}},
+}
+
+
+def panel(profile: str, kind: str, names: Sequence[str], dataset: str, named: bool = False) -> list[str]:
+    """The methods of ``names`` that a notebook runs on ``dataset``.
+
+    Args:
+        profile: a profile name (any spelling ``profiles.get`` accepts).
+        kind: ``"detectors"`` or ``"eliminators"``.
+        names: the methods the notebook runs (e.g. from ``nb.choose``), in table order.
+        dataset: the data set about to be run.
+        named: the user named the methods (a notebook parameter that is not None): then every one
+            runs on every data set and :data:`LEFT_OUT` does not apply.
+
+    Returns:
+        ``names`` without the ones the profile leaves out on ``dataset``, order kept.
+    """
+    if named:
+        return list(names)
+    out = LEFT_OUT.get(_profile_name(profile), {}).get(kind, {}).get(dataset, ())
+    return [n for n in names if n not in out]
+
 
 #: Keyword arguments every notebook passes, on every profile: BeniFul's fitted detector is cached
 #: (the same detector on the same model is fitted by table2, fig2, fig3, fig4, table4 and each

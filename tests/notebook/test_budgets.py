@@ -73,3 +73,14 @@ def test_each_profile_has_its_own_budget_by_name() -> None:
     assert nb.budget("paper", "detectors") == {} and nb.budget("unregistered", "detectors") == {}
     assert nb.detection_test_images("smoke") == nb.DETECTION_TEST_IMAGES["smoke"] < nb.QUICK_DETECTION_TEST_IMAGES
     assert nb.detection_test_images("paper") is None
+
+
+def test_panel_leaves_out_only_what_the_profile_names_on_that_data_set() -> None:
+    elims = nb.choose("eliminators")
+    for ds, left in nb.LEFT_OUT["quick"]["eliminators"].items():
+        kept = nb.panel("quick", "eliminators", elims, ds)
+        assert kept == [e for e in elims if e not in left] and "beniful" in kept
+    assert nb.panel("quick", "eliminators", elims, "fashion-mnist") == elims
+    # a named list runs everywhere, and profiles without an entry run everything
+    assert nb.panel("quick", "eliminators", elims, "mnist5k", named=True) == elims
+    assert nb.panel("paper", "eliminators", elims, "mnist5k") == elims

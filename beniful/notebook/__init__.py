@@ -22,9 +22,9 @@ from ..paths import data_root, repo_root, results_root
 from .ablation_figures import (clean_fraction_table, consistency_split, consistency_table, layer_signal_table,
                                plot_consistency,
                                plot_consistency_split, plot_form_lambda, plot_layer_ablation)
-from .budgets import (BUDGETS, DETECTION_TEST_IMAGES, LAYERS, LEFT_OUT, NOTEBOOK_DEFAULTS, QUICK_BUDGET,
+from .budgets import (ABLATION_DATASETS, BUDGETS, DETECTION_TEST_IMAGES, LAYERS, LEFT_OUT, NOTEBOOK_DEFAULTS, QUICK_BUDGET,
                       QUICK_CLEAN_IMAGES, QUICK_DETECTION_TEST_IMAGES, SMOKE_BUDGET, budget, detection_test_images,
-                      kwargs_note, method_params, panel, test_subset)
+                      ablation_datasets, kwargs_note, method_params, panel, test_subset)
 from .claims import (ACC_DROP_BOUND, CONTROLS, against_baselines, KNOWN_ACC_COST, PAPER_DATASETS, SUMMARY, THRESHOLDS, Threshold, acc_drop_tolerance,
                      claims_table, headline_comparison,
                      qualitative_detection, qualitative_elimination, setting_note, threshold, thresholds_table)
@@ -39,7 +39,7 @@ from .tables import display_path, glue, sanitize, seed_table, show_table, table_
 __all__ = [
     "BACKDOORBENCH_SOURCE", "backdoorbench_table", "beside_backdoorbench",
     "ACC_DROP_BOUND", "CONTROLS", "against_baselines", "KNOWN_ACC_COST", "acc_drop_tolerance", "BUDGETS", "DETECTION_TEST_IMAGES", "SMOKE_BUDGET",
-    "budget", "HEADLINE", "LAYERS", "LEFT_OUT", "panel", "REGISTRIES", "registry", "NOTEBOOK_DEFAULTS", "PAPER_DATASETS", "QUICK_BUDGET",
+    "budget", "HEADLINE", "LAYERS", "LEFT_OUT", "panel", "ABLATION_DATASETS", "ablation_datasets", "REGISTRIES", "registry", "NOTEBOOK_DEFAULTS", "PAPER_DATASETS", "QUICK_BUDGET",
     "QUICK_CLEAN_IMAGES", "QUICK_DETECTION_TEST_IMAGES",
     "SUMMARY", "THRESHOLDS", "Run", "Threshold", "choose", "clean_fraction_table", "claims_table", "collect_results", "consistency_split",
     "consistency_table", "data_root", "dataset_axes", "default_of", "describe_provenance", "detection_test_images", "display_path",

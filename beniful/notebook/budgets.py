@@ -21,7 +21,7 @@ from ..paper_settings import paper_budget
 
 __all__ = ["QUICK_CLEAN_IMAGES", "QUICK_BUDGET", "SMOKE_BUDGET", "BUDGETS", "NOTEBOOK_DEFAULTS", "QUICK_DETECTION_TEST_IMAGES",
            "DETECTION_TEST_IMAGES", "LAYERS", "budget", "method_params", "detection_test_images", "test_subset",
-           "kwargs_note", "LEFT_OUT", "panel"]
+           "kwargs_note", "LEFT_OUT", "panel", "ABLATION_DATASETS", "ablation_datasets"]
 
 
 #: The defender's clean images in the quick profile (5% of mnist5k's 4,000 training images): the size
@@ -138,6 +138,38 @@ def panel(profile: str, kind: str, names: Sequence[str], dataset: str, named: bo
         return list(names)
     out = LEFT_OUT.get(_profile_name(profile), {}).get(kind, {}).get(dataset, ())
     return [n for n in names if n not in out]
+
+
+#: The data sets the ablation notebooks (table4, fig4) run when the user names none, by profile name
+#: (read through :func:`ablation_datasets`); a profile not listed runs its default set. The quick
+#: profile ablates on Fashion-MNIST, the benchmark data set: table4 and fig4 on both quick data sets
+#: take about 46 CPU-minutes (table4 alone 32 on one core: the four-layer sweep 12, the eleven
+#: ingredient repairs 12, the form x lambda repairs 7), more than a cold CI run on 2 cores can spare
+#: beside the headline tables. Without Fashion-MNIST on disk they run on mnist5k.
+ABLATION_DATASETS: dict[str, tuple[str, ...]] = {"quick": ("fashion-mnist",)}
+
+
+def ablation_datasets(profile: str, dataset: Any = None) -> Any:
+    """The ``dataset`` argument an ablation notebook passes to ``nb.setup``.
+
+    Args:
+        profile: a profile name.
+        dataset: the notebook's ``dataset`` parameter; anything but ``None`` is returned unchanged.
+
+    Returns:
+        ``dataset`` when given; else the profile's :data:`ABLATION_DATASETS` that are on disk, or
+        ``None`` (the profile's default set) when it has none or none of them is on disk.
+    """
+    if dataset is not None:
+        return dataset
+    names = ABLATION_DATASETS.get(_profile_name(profile), ())
+    if not names:
+        return None
+    from .run import resolve_datasets  # run imports this module
+
+    on_disk, _ = resolve_datasets(profile, None)
+    kept = [d for d in names if d in on_disk]
+    return kept or None
 
 
 #: Keyword arguments every notebook passes, on every profile: BeniFul's fitted detector is cached

@@ -84,3 +84,11 @@ def test_panel_leaves_out_only_what_the_profile_names_on_that_data_set() -> None
     # a named list runs everywhere, and profiles without an entry run everything
     assert nb.panel("quick", "eliminators", elims, "mnist5k", named=True) == elims
     assert nb.panel("paper", "eliminators", elims, "mnist5k") == elims
+
+
+def test_ablation_datasets_default_to_the_benchmark_only_when_unnamed() -> None:
+    assert nb.ablation_datasets("quick", "mnist5k") == "mnist5k"
+    assert nb.ablation_datasets("paper") is None and nb.ablation_datasets("smoke") is None
+    on_disk, _ = nb.run.resolve_datasets("quick")
+    expected = [d for d in nb.ABLATION_DATASETS["quick"] if d in on_disk] or None
+    assert nb.ablation_datasets("quick") == expected

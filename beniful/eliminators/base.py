@@ -100,8 +100,12 @@ class Eliminator(Configurable):
             pool = as_images(pool, "pool")
         self.device = resolve_device(self.device_name)
         t0 = time.time()
-        # NHWC weights: oneDNN's convolutions run ~1.3-1.6x faster on CPU, cuDNN's on tensor cores
-        fixed = copy.deepcopy(model).to(self.device, memory_format=torch.channels_last)
+        fixed = copy.deepcopy(model).to(self.device)
+        # NHWC weights: oneDNN's convolutions run ~1.3-1.6x faster on one CPU thread (how the notebooks
+        # run). Only there: on two or more threads (torch 2.14.1) BeniFul-BE's backward in NHWC crashed
+        # (segfault) on the quick model, so every other setting keeps the layout the caller gave.
+        if self.device.type == "cpu" and torch.get_num_threads() == 1:
+            fixed = fixed.to(memory_format=torch.channels_last)
         for p in fixed.parameters():
             p.requires_grad_(True)
         self.generator = torch.Generator().manual_seed(self.seed)

@@ -49,3 +49,17 @@ def test_ft_is_deterministic_in_seed(baseline_poisoned, baseline_data):
 def test_ft_rejects_bad_parameters(kw):
     with pytest.raises(ValueError):
         FineTuning(**kw)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_repair_hands_back_the_contiguous_layout_on_any_thread_count(baseline_poisoned, baseline_data, threads):
+    """One CPU thread repairs an NHWC copy (faster); more threads keep NCHW (NHWC crashed BeniFul-BE's
+    backward there). Either way the caller gets a contiguous model and its own stays untouched."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        fixed = FineTuning(epochs=1, device="cpu", **NO_FLIP).repair(baseline_poisoned, baseline_data.clean)
+    finally:
+        torch.set_num_threads(old)
+    assert all(p.is_contiguous() for p in fixed.parameters())
+    assert all(p.is_contiguous() for p in baseline_poisoned.parameters())

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from beniful import attacks, models
-from beniful.training import TrainConfig, _epoch_generator, augment, train_classifier
+from beniful.training import TrainConfig, _epoch_generator, augment, train_classifier, use_nhwc
 
 torch.set_num_threads(1)
 
@@ -157,12 +157,25 @@ def test_channels_last_trains_the_same_model_to_rounding() -> None:
     x, y = _tiny_data(n=100)
     init = _tiny_model(seed=3)
     out = {}
-    for cl in (False, True):
-        cfg = TrainConfig(epochs=1, batch_size=32, lr=0.05, crop_padding=2, hflip=True, channels_last=cl)
-        out[cl] = train_classifier(copy.deepcopy(init), x, y, cfg, seed=11, device="cpu", progress=False)
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)  # where the CPU uses NHWC (use_nhwc)
+    try:
+        for cl in (False, True):
+            cfg = TrainConfig(epochs=1, batch_size=32, lr=0.05, crop_padding=2, hflip=True, channels_last=cl)
+            out[cl] = train_classifier(copy.deepcopy(init), x, y, cfg, seed=11, device="cpu", progress=False)
+    finally:
+        torch.set_num_threads(old)
     assert _max_diff(_state(out[True]), _state(init)) > 1e-2
     assert _max_diff(_state(out[True]), _state(out[False])) < 1e-4
     assert all(p.is_contiguous() for p in out[True].parameters())
+
+
+def test_nhwc_only_where_it_was_measured_safe() -> None:
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert use_nhwc(cpu, (1, 28, 28), threads=1)
+    assert not use_nhwc(cpu, (3, 64, 64), threads=1)  # crashed training a smoke model (torch 2.14.1)
+    assert not use_nhwc(cpu, (1, 28, 28), threads=2)  # crashed BeniFul-BE's backward
+    assert use_nhwc(cuda, (3, 32, 32), threads=8)
 
 
 def test_fast_path_poisoning_changes_the_model() -> None:

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from ..registry import Configurable
+from ..training import use_nhwc
 from ..utils import as_images, as_tensors, check_positive_int, resolve_device, seeded
 
 
@@ -101,10 +102,9 @@ class Eliminator(Configurable):
         self.device = resolve_device(self.device_name)
         t0 = time.time()
         fixed = copy.deepcopy(model).to(self.device)
-        # NHWC weights: oneDNN's convolutions run ~1.3-1.6x faster on one CPU thread (how the notebooks
-        # run). Only there: on two or more threads (torch 2.14.1) BeniFul-BE's backward in NHWC crashed
-        # (segfault) on the quick model, so every other setting keeps the layout the caller gave.
-        if self.device.type == "cpu" and torch.get_num_threads() == 1:
+        # NHWC where it is measured safe and faster (beniful.training.use_nhwc: CUDA is left as it was;
+        # on the CPU single-channel images on one thread); the caller gets its layout back below
+        if self.device.type == "cpu" and use_nhwc(self.device, tuple(x.shape[1:])):
             fixed = fixed.to(memory_format=torch.channels_last)
         for p in fixed.parameters():
             p.requires_grad_(True)

@@ -192,7 +192,7 @@ unit: $(STAMP)
 # nbval re-runs every committed notebook and compares the checked outputs: table1 first (it trains
 # the models), then the same two chains as `make notebooks`, side by side with one torch thread per
 # kernel, so a cold check takes about as long as a cold `make reproduce` (JOBS=1: one after another)
-NBVAL := $(BIN)/pytest -q --nbval-lax --nbval-cell-timeout=3600
+NBVAL := $(BIN)/pytest -q --nbval-lax --nbval-cell-timeout=3600 --durations=8
 NBVAL_LATER := $(filter-out notebooks/table1.ipynb $(patsubst %,notebooks/%.ipynb,$(CHAIN_A) $(CHAIN_B)),$(NOTEBOOKS))
 nbval: $(STAMP)
 	@$(MAKE) --no-print-directory -j$(JOBS) -Otarget $(if $(THREADS),BENIFUL_NUM_THREADS=$(THREADS)) nbval-table1 $(TABLE1_PREFETCH)

@@ -162,6 +162,9 @@ def test_acc_drop_tolerance_allows_sigs_known_cost_only() -> None:
     for attack in profiles.ATTACK_NAMES:
         if attack != "sig":
             assert claims.acc_drop_tolerance(attack) == claims.ACC_DROP_BOUND == 0.03
+    # the sanity floor table1 asserts sits above the target by the same known cost
+    assert claims.acc_drop_tolerance("sig", claims.ACC_DROP_FLOOR) == pytest.approx(0.14)
+    assert claims.acc_drop_tolerance("badnets", claims.ACC_DROP_FLOOR) == claims.ACC_DROP_FLOOR > claims.ACC_DROP_BOUND
 
 
 def test_against_baselines_picks_the_strongest_baseline_and_the_pool_control() -> None:

@@ -187,7 +187,7 @@ smoke-%: $(STAMP)
 	@$(MAKE) --no-print-directory notebooks PROFILE=smoke DATASET=$* $(SMOKE_ENV)
 
 unit: $(STAMP)
-	$(BIN)/pytest -q tests
+	$(BIN)/pytest -q --durations=10 tests
 
 # nbval re-runs every committed notebook and compares the checked outputs: table1 first (it trains
 # the models), then the same two chains as `make notebooks`, side by side with one torch thread per

@@ -165,7 +165,7 @@ test: unit nbval smoke
 # at its defaults, which table5's acceptance rows need; 64 images). Data, CSVs and executed
 # notebooks stay out of the committed trees: data and CSVs under .cache/smoke/, notebooks in
 # notebooks/runs/smoke_<dataset>/ (ignored; the book excludes notebooks/runs). Measured cold on 2
-# cores: about 6 min for cifar10, 18 for tiny-imagenet.
+# cores: about 4-6 min for cifar10, 18 for tiny-imagenet.
 SMOKE_DIR := $(CURDIR)/.cache/smoke
 # CI runs the CIFAR-10 shape only (the SLURM grid compares against it); the Tiny-ImageNet shape
 # (3x64x64, 200 classes) adds about 18 minutes on 2 cores: make smoke SMOKE_DATASETS="cifar10 tiny-imagenet"

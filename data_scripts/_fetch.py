@@ -10,6 +10,7 @@ extraction never looks like a finished data set.
 """
 from __future__ import annotations
 
+import argparse
 import hashlib
 import http.client
 import os
@@ -27,7 +28,7 @@ from typing import Callable, Iterable
 
 __all__ = [
     "DownloadError", "ChecksumError", "CorruptArchiveError", "UnsafeArchiveError", "default_root", "file_hash", "verify",
-    "download", "safe_extract", "install_folder",
+    "download", "safe_extract", "install_folder", "install_archive", "main",
 ]
 
 CHUNK = 1 << 20
@@ -275,3 +276,80 @@ def install_folder(archive: str | os.PathLike, root: str | os.PathLike, folder: 
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return final
+
+
+def install_archive(root: Path, folder: str, filename: str, url: str, md5: str, *, archive: str | os.PathLike | None,
+                    remove_archive: bool, urlopen: UrlOpen | None, quiet: bool, name: str,
+                    prepare: Callable[[Path], None] | None = None, note: str = "") -> Path:
+    """Install ``root/folder`` from an archive: a local copy (``archive``, checked against ``md5``)
+    or a verified download to ``root/filename``, extracted by :func:`install_folder`.
+
+    The one flow of the archive data sets (CIFAR-10, Tiny ImageNet); each script checks first
+    whether its folder is already there, since what "complete" means is its own.
+
+    Args:
+        root: the data folder.
+        folder: the folder the archive holds (and that lands in ``root``).
+        filename: the archive's file name, where a download is written.
+        url: where to download it from when no ``archive`` is given.
+        md5: the archive's published MD5.
+        archive: a local copy to use instead of downloading; ``None``: download.
+        remove_archive: delete the downloaded archive after extraction (a local copy is kept).
+        urlopen: stand-in for ``urllib.request.urlopen`` (tests); ``None``: the real one.
+        quiet: print nothing.
+        name: the data set's name for the messages.
+        prepare: run on the extracted folder before it is renamed into place.
+        note: added to the "extracting" message (e.g. how many files).
+
+    Returns:
+        ``root/folder``.
+    """
+    if archive is not None:
+        archive = Path(archive)
+        verify(archive, md5=md5)
+    else:
+        kw = {} if urlopen is None else {"urlopen": urlopen}
+        archive = download(url, root / filename, md5=md5, quiet=quiet, **kw)
+    _log(f"extracting {archive} into {root}{note}", quiet)
+    install_folder(archive, root, folder, prepare=prepare)
+    if remove_archive and archive == root / filename:
+        archive.unlink()
+    _log(f"{name} ready in {root / folder}", quiet)
+    return root / folder
+
+
+def main(argv: list[str] | None, doc: str, folder: str, prepare: Callable[..., Path],
+         archive_name: str | None = None, source_help: str = "the official one") -> int:
+    """The command line every download script shares: parse, run ``prepare``, report an error in one line.
+
+    Args:
+        argv: the arguments (``None``: ``sys.argv[1:]``).
+        doc: the script's docstring (its first line is the description).
+        folder: the folder the data lands in under ``--root``.
+        prepare: the script's ``prepare(root, **options)``.
+        archive_name: the archive's file name for a data set that comes as one archive: adds
+            ``--url``, ``--archive`` and ``--remove-archive``; ``None``: a set of files fetched from
+            ``--base-url``.
+        source_help: who serves the default download, for the help text.
+
+    Returns:
+        0, or 1 after printing ``error: ...`` to stderr.
+    """
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
+    ap.add_argument("--root", type=Path, default=None,
+                    help=f"data folder (default: $BENIFUL_DATA, else ./data); the data lands in ROOT/{folder}")
+    if archive_name is not None:
+        ap.add_argument("--url", default=None, help=f"mirror of {archive_name} (default: {source_help})")
+        ap.add_argument("--archive", type=Path, default=None, help=f"use this local copy of {archive_name}")
+        ap.add_argument("--remove-archive", action="store_true", help="delete the downloaded archive after extraction")
+    else:
+        ap.add_argument("--base-url", default=None, help=f"mirror holding the files (default: {source_help})")
+    ap.add_argument("--quiet", action="store_true")
+    options = vars(ap.parse_args(argv))
+    root = options.pop("root")
+    try:
+        prepare(root, **options)
+    except (OSError, ValueError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0

@@ -10,7 +10,6 @@ the folder renamed into place only when complete). Re-running is a no-op once th
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -46,35 +45,12 @@ def prepare(root: str | Path | None = None, *, url: str | None = None, md5: str 
             _fetch._log(f"CIFAR-10 already present in {final}", quiet)
             return final
         raise FileExistsError(f"{final} exists but lacks {', '.join(missing)}; delete that folder and run again")
-    if archive is not None:
-        archive = Path(archive)
-        _fetch.verify(archive, md5=md5)
-    else:
-        kw = {} if urlopen is None else {"urlopen": urlopen}
-        archive = _fetch.download(url, root / FILENAME, md5=md5, quiet=quiet, **kw)
-    _fetch._log(f"extracting {archive} into {root}", quiet)
-    _fetch.install_folder(archive, root, FOLDER, prepare=_check_complete)
-    if remove_archive and archive == root / FILENAME:
-        archive.unlink()
-    _fetch._log(f"CIFAR-10 ready in {final}", quiet)
-    return final
+    return _fetch.install_archive(root, FOLDER, FILENAME, url, md5, archive=archive, remove_archive=remove_archive,
+                                  urlopen=urlopen, quiet=quiet, name="CIFAR-10", prepare=_check_complete)
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--root", type=Path, default=None,
-                    help="data folder (default: $BENIFUL_DATA, else ./data); the data lands in ROOT/" + FOLDER)
-    ap.add_argument("--url", default=None, help="mirror of " + FILENAME + " (default: the official one)")
-    ap.add_argument("--archive", type=Path, default=None, help="use this local copy of " + FILENAME)
-    ap.add_argument("--remove-archive", action="store_true", help="delete the downloaded archive after extraction")
-    ap.add_argument("--quiet", action="store_true")
-    args = ap.parse_args(argv)
-    try:
-        prepare(args.root, url=args.url, archive=args.archive, remove_archive=args.remove_archive, quiet=args.quiet)
-    except (OSError, ValueError, RuntimeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return _fetch.main(argv, __doc__, FOLDER, prepare, archive_name=FILENAME)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ to get them: the loader reads them from ``/usr/share/datasets/fashion-mnist`` by
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -42,18 +41,7 @@ def prepare(root: str | Path | None = None, *, base_url: str | None = None, urlo
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--root", type=Path, default=None,
-                    help="data folder (default: $BENIFUL_DATA, else ./data); the files land in ROOT/" + FOLDER)
-    ap.add_argument("--base-url", default=None, help="mirror holding the four .gz files (default: the official one)")
-    ap.add_argument("--quiet", action="store_true")
-    args = ap.parse_args(argv)
-    try:
-        prepare(args.root, base_url=args.base_url, quiet=args.quiet)
-    except (OSError, ValueError, RuntimeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return _fetch.main(argv, __doc__, FOLDER, prepare)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from .ablation_figures import (clean_fraction_table, consistency_split, consiste
 from .budgets import (ABLATION_DATASETS, BUDGETS, DETECTION_TEST_IMAGES, LAYERS, LEFT_OUT, NOTEBOOK_DEFAULTS, QUICK_BUDGET,
                       QUICK_CLEAN_IMAGES, QUICK_DETECTION_TEST_IMAGES, SMOKE_BUDGET, budget, detection_test_images,
                       ablation_datasets, kwargs_note, method_params, panel, test_subset)
-from .claims import (ACC_DROP_BOUND, ACC_DROP_FLOOR, ASR_FLOOR, CONTROLS, against_baselines, KNOWN_ACC_COST, PAPER_DATASETS, SUMMARY, THRESHOLDS, Threshold, acc_drop_tolerance,
+from .claims import (ACC_DROP_BOUND, ACC_DROP_FLOOR, ASR_FLOOR, ASR_TARGET, CONTROLS, against_baselines, KNOWN_ACC_COST, PAPER_DATASETS, SUMMARY, THRESHOLDS, Threshold, acc_drop_tolerance,
                      claims_table, headline_comparison,
                      qualitative_detection, qualitative_elimination, setting_note, threshold, thresholds_table)
 from .figures import dataset_axes, layer_features, pca_2d, plot_feature_pca, plot_metric_bars, plot_trigger_grid, separation
@@ -38,7 +38,7 @@ from .tables import display_path, glue, sanitize, seed_table, show_table, table_
 
 __all__ = [
     "BACKDOORBENCH_SOURCE", "backdoorbench_table", "beside_backdoorbench",
-    "ACC_DROP_BOUND", "ACC_DROP_FLOOR", "ASR_FLOOR", "CONTROLS", "against_baselines", "KNOWN_ACC_COST", "acc_drop_tolerance", "BUDGETS", "DETECTION_TEST_IMAGES", "SMOKE_BUDGET",
+    "ACC_DROP_BOUND", "ACC_DROP_FLOOR", "ASR_FLOOR", "ASR_TARGET", "CONTROLS", "against_baselines", "KNOWN_ACC_COST", "acc_drop_tolerance", "BUDGETS", "DETECTION_TEST_IMAGES", "SMOKE_BUDGET",
     "budget", "HEADLINE", "LAYERS", "LEFT_OUT", "panel", "ABLATION_DATASETS", "ablation_datasets", "REGISTRIES", "registry", "NOTEBOOK_DEFAULTS", "PAPER_DATASETS", "QUICK_BUDGET",
     "QUICK_CLEAN_IMAGES", "QUICK_DETECTION_TEST_IMAGES",
     "SUMMARY", "THRESHOLDS", "Run", "Threshold", "choose", "clean_fraction_table", "claims_table", "collect_results", "consistency_split",

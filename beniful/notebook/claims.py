@@ -18,7 +18,7 @@ from .reading import describe_provenance, read_result
 
 __all__ = ["Threshold", "THRESHOLDS", "SUMMARY", "threshold", "thresholds_table", "claims_table",
            "headline_comparison", "qualitative_detection", "qualitative_elimination", "setting_note",
-           "PAPER_DATASETS", "ACC_DROP_BOUND", "ACC_DROP_FLOOR", "ASR_FLOOR", "KNOWN_ACC_COST", "acc_drop_tolerance", "CONTROLS", "against_baselines"]
+           "PAPER_DATASETS", "ACC_DROP_BOUND", "ACC_DROP_FLOOR", "ASR_FLOOR", "ASR_TARGET", "KNOWN_ACC_COST", "acc_drop_tolerance", "CONTROLS", "against_baselines"]
 
 #: the source label of the two numbers that circulate as "the paper's" but are not in its abstract
 SUMMARY = "third-party summary (AI-written TL;DR on sciencestack.ai), not the paper"
@@ -99,8 +99,10 @@ KNOWN_ACC_COST: dict[str, float] = {"sig": 0.09}
 #: table1's sanity floors, asserted on every run (CI re-runs table1 on whatever CPU it gets, and a
 #: model trained on another CPU ends elsewhere: quick mnist5k SIG's ASR was 1.00, 0.87 and 0.75 on
 #: three 2-core machines): the attack planted a backdoor at all, and cost at most this much ACC
-#: beyond its known cost. Our targets (ASR >= 0.90, :data:`ACC_DROP_BOUND`) are counted in the table.
+#: beyond its known cost. Our targets (:data:`ASR_TARGET`, :data:`ACC_DROP_BOUND`) are counted in the table.
 ASR_FLOOR = 0.50
+#: ours: the ASR every attack should reach in table1
+ASR_TARGET = 0.90
 ACC_DROP_FLOOR = 0.05
 
 

@@ -64,7 +64,6 @@ book's page on the elimination defaults (``results/quick/fashion-mnist/eliminati
 from __future__ import annotations
 
 import copy
-import math
 import warnings
 from types import MappingProxyType
 from typing import Any, Mapping
@@ -72,13 +71,13 @@ from typing import Any, Mapping
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm import tqdm  # text bars: tqdm.auto warns "IProgress not found" in kernels without ipywidgets
 
 from .. import features, memory
 from ..detectors.beniful import BeniFulDetector
 from ..training import augment
 from ..utils import batches, check_layer
 from .base import Eliminator
+from .ft import cosine_sgd
 from .registry import ELIMINATORS
 
 TERMS = ("a", "b", "c", "t")
@@ -296,27 +295,15 @@ class BeniFulEliminator(Eliminator):
         if len(x_s):
             y_s = self._labels(det, x_s, estimate)
 
-        n = len(x)
-        if self.epochs == 0 or n < 2:
+        if self.epochs == 0 or len(x) < 2:
             return model
-        opt = torch.optim.SGD(model.parameters(), lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
-        total = max(1, self.epochs * math.ceil(n / self.batch_size))
-        g, step = self.generator, 0
-        model.train()
-        for _ in tqdm(range(self.epochs), desc="beniful", disable=not self.progress, leave=False):
-            perm = torch.randperm(n, generator=g)
-            for start in range(0, n, self.batch_size):
-                idx = perm[start:start + self.batch_size]
-                if len(idx) < 2:
-                    continue
-                for group in opt.param_groups:
-                    group["lr"] = self.lr * 0.5 * (1 + math.cos(math.pi * step / total))
-                loss = self._step_loss(model, frozen, vae, x[idx], y[idx], x_s, y_s, use_s, use_t, use_k, g)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                step += 1
-        return model.eval()
+
+        def batch_loss(idx: Tensor) -> Tensor:
+            return self._step_loss(model, frozen, vae, x[idx], y[idx], x_s, y_s, use_s, use_t, use_k, self.generator)
+
+        return cosine_sgd(model, len(x), batch_loss, epochs=self.epochs, lr=self.lr, batch_size=self.batch_size,
+                          generator=self.generator, momentum=self.momentum, weight_decay=self.weight_decay,
+                          progress=self.progress, desc="beniful")
 
     def _step_loss(self, model: nn.Module, frozen: nn.Module, vae: Any, xb: Tensor, yb: Tensor, x_s: Tensor,
                    y_s: Tensor, use_s: bool, use_t: bool, use_k: bool, g: torch.Generator) -> Tensor:

@@ -17,8 +17,9 @@ Defaults and their sources (BackdoorBench ``config/defense/ft/config.yaml`` unle
   and Tiny ImageNet. On digits (``mnist5k``) the package passes ``hflip=False``: a flipped digit is
   another image (:mod:`beniful.method_defaults`, the per-family defaults).
 
-:func:`finetune` is the shared SGD loop that FP (after pruning) and NAD (teacher and distillation)
-reuse, so all three baselines fine-tune the same way.
+:func:`cosine_sgd` is the one SGD loop of every fine-tuning defense (FT, FP after pruning, NAD's
+teacher and distillation, BeniFul-BE and the ``ft_pool`` control); :func:`finetune` is it with the
+cross-entropy on the clean data, so all of them fine-tune the same way.
 """
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ from ..training import augment
 from .base import Eliminator
 from .registry import ELIMINATORS
 
-__all__ = ["FineTuning", "finetune", "check_nonneg", "check_int"]
+__all__ = ["FineTuning", "cosine_sgd", "finetune", "check_nonneg", "check_int"]
 
 
 def check_nonneg(value: float, name: str) -> float:
@@ -74,6 +75,60 @@ def check_int(value: int, name: str, low: int = 0) -> int:
     return value
 
 
+def cosine_sgd(model: nn.Module, n: int, batch_loss: Callable[[Tensor], Tensor], *, epochs: int, lr: float,
+               batch_size: int, generator: torch.Generator, momentum: float = 0.9, weight_decay: float = 5e-4,
+               nesterov: bool = False, progress: bool = False, desc: str = "finetune") -> nn.Module:
+    """The one SGD loop every fine-tuning defense runs: shuffled passes over ``n`` items with a per-step
+    cosine learning rate, in train mode, in place.
+
+    Why one loop: FT, FP, NAD, BeniFul-BE and the ``ft_pool`` control must differ only in their losses,
+    so the equal-budget view (:mod:`beniful.equal_budget`) compares methods and not optimisers. Each
+    epoch draws one permutation from ``generator``; ``batch_loss`` receives the batch's indices and
+    draws any further randomness (augmentation, pool batches) from the same generator, so a repair is
+    deterministic for a seed. Batches of one item are skipped (BatchNorm cannot normalise them in
+    train mode).
+
+    Args:
+        model: the network, already on its device; only parameters with ``requires_grad`` are trained.
+        n: items in one pass (the clean images).
+        batch_loss: ``indices -> scalar loss`` for one batch (``indices`` a long tensor into the items).
+        epochs: passes over the items; 0 (or ``n < 2``) returns ``model`` untouched.
+        lr: the peak learning rate, annealed to 0 over all steps.
+        batch_size: items per step.
+        generator: the source of the shuffles.
+        momentum: SGD momentum.
+        weight_decay: SGD weight decay (L2).
+        nesterov: use Nesterov momentum.
+        progress: show a progress bar.
+        desc: the progress bar's label.
+
+    Returns:
+        ``model`` itself, trained, in eval mode.
+    """
+    if epochs == 0 or n < 2:
+        return model
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov)
+    total = max(1, epochs * math.ceil(n / batch_size))
+    step = 0
+    model.train()
+    for _ in tqdm(range(epochs), desc=desc, disable=not progress, leave=False):
+        perm = torch.randperm(n, generator=generator)
+        for start in range(0, n, batch_size):
+            idx = perm[start:start + batch_size]
+            if len(idx) < 2:
+                continue
+            for group in opt.param_groups:
+                group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / total))
+            loss = batch_loss(idx)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+    model.eval()
+    return model
+
+
 def finetune(model: nn.Module, x: Tensor, y: Tensor, *, epochs: int, lr: float, batch_size: int,
              generator: torch.Generator, device: torch.device, momentum: float = 0.9,
              weight_decay: float = 5e-4, crop_padding: int = 4, hflip: bool = False, nesterov: bool = False,
@@ -106,34 +161,13 @@ def finetune(model: nn.Module, x: Tensor, y: Tensor, *, epochs: int, lr: float, 
     Returns:
         ``model`` itself, fine-tuned, in eval mode.
     """
-    n = len(x)
-    if epochs == 0 or n < 2:
-        return model
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov)
-    steps_per_epoch = math.ceil(n / batch_size)
-    total = max(1, epochs * steps_per_epoch)
-    step = 0
-    model.train()
-    for _ in tqdm(range(epochs), desc=desc, disable=not progress, leave=False):
-        perm = torch.randperm(n, generator=generator)
-        for start in range(0, n, batch_size):
-            idx = perm[start:start + batch_size]
-            if len(idx) < 2:
-                continue
-            for group in opt.param_groups:
-                group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / total))
-            xb = augment(x[idx], crop_padding, hflip, generator).to(device)
-            yb = y[idx].to(device)
-            loss = F.cross_entropy(model(xb), yb)
-            if extra_loss is not None:
-                loss = loss + extra_loss(xb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step += 1
-    model.eval()
-    return model
+    def batch_loss(idx: Tensor) -> Tensor:
+        xb = augment(x[idx], crop_padding, hflip, generator).to(device)
+        loss = F.cross_entropy(model(xb), y[idx].to(device))
+        return loss + extra_loss(xb) if extra_loss is not None else loss
+
+    return cosine_sgd(model, len(x), batch_loss, epochs=epochs, lr=lr, batch_size=batch_size, generator=generator,
+                      momentum=momentum, weight_decay=weight_decay, nesterov=nesterov, progress=progress, desc=desc)
 
 
 @ELIMINATORS.register("ft")

@@ -23,19 +23,17 @@ detector's choice of which pool inputs to keep).
 from __future__ import annotations
 
 import inspect
-import math
 import warnings
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm import tqdm  # text bars: tqdm.auto warns "IProgress not found" in kernels without ipywidgets
 
 from ..training import augment
 from ..utils import batches
 from .base import Eliminator
 from .beniful import BeniFulEliminator
-from .ft import check_int, check_nonneg
+from .ft import check_int, check_nonneg, cosine_sgd
 from .registry import ELIMINATORS
 
 __all__ = ["FineTuningPool", "SHARED_WITH_BENIFUL"]
@@ -93,34 +91,24 @@ class FineTuningPool(Eliminator):
             assert pool is not None
             y_p = self.pseudo_labels(model, pool)  # the weights are still the original ones here
             self.n_pool_used = len(pool)
-        n = len(x)
-        if self.epochs == 0 or n < 2:
+        if self.epochs == 0 or len(x) < 2:
             return model
-        opt = torch.optim.SGD(model.parameters(), lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
-        total = max(1, self.epochs * math.ceil(n / self.batch_size))
-        g, step = self.generator, 0
-        model.train()
-        for _ in tqdm(range(self.epochs), desc="ft_pool", disable=not self.progress, leave=False):
-            perm = torch.randperm(n, generator=g)
-            for start in range(0, n, self.batch_size):
-                idx = perm[start:start + self.batch_size]
-                if len(idx) < 2:
-                    continue
-                for group in opt.param_groups:
-                    group["lr"] = self.lr * 0.5 * (1 + math.cos(math.pi * step / total))
-                xb = augment(x[idx], self.crop_padding, self.hflip, g).to(self.device)
-                yb = y[idx].to(self.device)
-                parts = [xb]
-                if use_k:
-                    kidx = torch.randint(len(pool), (self.batch_size,), generator=g)
-                    parts.append(augment(pool[kidx], self.crop_padding, self.hflip, g).to(self.device))
-                    yk = y_p[kidx].to(self.device)
-                logits = model(torch.cat(parts))  # one pass, as BeniFul-BE: BatchNorm sees both parts
-                loss = F.cross_entropy(logits[:len(xb)], yb)
-                if use_k:
-                    loss = loss + self.keep * F.cross_entropy(logits[len(xb):], yk)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                step += 1
-        return model.eval()
+        g = self.generator
+
+        def batch_loss(idx: Tensor) -> Tensor:
+            xb = augment(x[idx], self.crop_padding, self.hflip, g).to(self.device)
+            yb = y[idx].to(self.device)
+            parts = [xb]
+            if use_k:
+                kidx = torch.randint(len(pool), (self.batch_size,), generator=g)
+                parts.append(augment(pool[kidx], self.crop_padding, self.hflip, g).to(self.device))
+                yk = y_p[kidx].to(self.device)
+            logits = model(torch.cat(parts))  # one pass, as BeniFul-BE: BatchNorm sees both parts
+            loss = F.cross_entropy(logits[:len(xb)], yb)
+            if use_k:
+                loss = loss + self.keep * F.cross_entropy(logits[len(xb):], yk)
+            return loss
+
+        return cosine_sgd(model, len(x), batch_loss, epochs=self.epochs, lr=self.lr, batch_size=self.batch_size,
+                          generator=g, momentum=self.momentum, weight_decay=self.weight_decay,
+                          progress=self.progress, desc="ft_pool")

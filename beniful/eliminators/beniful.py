@@ -295,9 +295,6 @@ class BeniFulEliminator(Eliminator):
         if len(x_s):
             y_s = self._labels(det, x_s, estimate)
 
-        if self.epochs == 0 or len(x) < 2:
-            return model
-
         def batch_loss(idx: Tensor) -> Tensor:
             return self._step_loss(model, frozen, vae, x[idx], y[idx], x_s, y_s, use_s, use_t, use_k, self.generator)
 

@@ -91,8 +91,6 @@ class FineTuningPool(Eliminator):
             assert pool is not None
             y_p = self.pseudo_labels(model, pool)  # the weights are still the original ones here
             self.n_pool_used = len(pool)
-        if self.epochs == 0 or len(x) < 2:
-            return model
         g = self.generator
 
         def batch_loss(idx: Tensor) -> Tensor:

@@ -14,7 +14,7 @@ of the same model, so the sweep costs one VAE fit per model.
 from __future__ import annotations
 
 import time
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import pandas as pd
 from torch import Tensor
@@ -42,21 +42,26 @@ def _as_list(tms: Case | Iterable[Case]) -> list[Case]:
 
 # ---------------------------------------------------------------------------------- detection
 def detection_by_signal(tms: Case | Iterable[Case], layer: str = "layer3",
+                        inputs: Callable[[Case], tuple[Tensor, Tensor]] = natural_mix,
                         **detector_kwargs: Any) -> pd.DataFrame:
     """AUROC / TPR@5%FPR / flag rates of r alone, c alone and both, from one fitted detector per model.
 
     Args:
         tms: one case or several (e.g. from ``zoo.get``).
         layer: the detector's middle layer.
+        inputs: ``case -> (clean images, triggered images)`` to score: the natural mix of the test
+            set (:func:`~beniful.evaluation.natural_mix`), or, to choose a setting without looking
+            at the test set, images the model was neither trained nor tested on.
         **detector_kwargs: passed to :class:`~beniful.detectors.beniful.BeniFulDetector`.
 
     Returns:
-        One row per model and signal (``r``, ``c``, ``both``) on the natural mix.
+        One row per model and signal (``r``, ``c``, ``both``); ``flag_rate_clean`` is the realised
+        false-positive rate of the threshold the detector calibrated on its held-out clean data.
     """
     rows = []
     for tm in _as_list(tms):
         det = BeniFulDetector(layer=layer, seed=tm.seed, **detector_kwargs).fit(tm.model, tm.clean)
-        x_clean, x_trig = natural_mix(tm)
+        x_clean, x_trig = inputs(tm)
         sc, st = det.scores_by_signal(x_clean), det.scores_by_signal(x_trig)
         for sig in SIGNALS:
             rows.append({**tm.row(), "detector": "beniful", "layer": layer, "signal": sig,
@@ -265,7 +270,8 @@ def backdoor_consistency(tms: Case | Iterable[Case], clean_tm: Case | None = Non
 
 # ---------------------------------------------------------------------------------- fig4
 def detection_by_param(tms: Case | Iterable[Case], param: str, values: Sequence[Any],
-                       layer: str = "layer3", **detector_kwargs: Any) -> pd.DataFrame:
+                       layer: str = "layer3", inputs: Callable[[Case], tuple[Tensor, Tensor]] = natural_mix,
+                       **detector_kwargs: Any) -> pd.DataFrame:
     """Detection (combined score) with one detector parameter varied, e.g. ``param="latent_dim"``;
     an unknown parameter fails in the detector's constructor with its valid names.
 
@@ -274,6 +280,7 @@ def detection_by_param(tms: Case | Iterable[Case], param: str, values: Sequence[
         param: the detector parameter to vary.
         values: its values.
         layer: the detector's middle layer.
+        inputs: the images to score, as in :func:`detection_by_signal`.
         **detector_kwargs: passed to :class:`~beniful.detectors.beniful.BeniFulDetector`.
 
     Returns:
@@ -286,7 +293,7 @@ def detection_by_param(tms: Case | Iterable[Case], param: str, values: Sequence[
         raise ValueError(f"{param!r} is varied here; do not also pass it in detector_kwargs")
     frames = []
     for v in values:
-        df = detection_by_signal(tms, layer=layer, **{param: v}, **detector_kwargs)
+        df = detection_by_signal(tms, layer=layer, inputs=inputs, **{param: v}, **detector_kwargs)
         frames.append(df[df.signal == "both"].assign(param=param, value=v))
     return pd.concat(frames, ignore_index=True)
 

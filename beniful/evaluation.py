@@ -23,7 +23,8 @@ from .training import evaluate
 from .utils import as_tensors, batches, resolve_device
 from .case import Case
 
-__all__ = ["natural_mix", "detection_row", "calibrated_rates", "elimination_split", "validation_split", "elimination_data",
+__all__ = ["natural_mix", "unseen_mix", "unused_train", "detection_row", "calibrated_rates", "elimination_split",
+           "validation_split", "elimination_data",
            "incoming_pool", "usage", "elimination_row", "repaired_key", "repaired_model", "SPLITS"]
 
 #: share of the test set that forms the unlabelled incoming pool (the rest is the evaluation half)
@@ -53,6 +54,53 @@ def natural_mix(tm: Case) -> tuple[Tensor, Tensor]:
     tm.attack.to("cpu")
     xt = torch.cat([tm.attack.apply(x[y != tm.attack.target][s]) for s in batches(int((y != tm.attack.target).sum()), 512)])
     return x, xt
+
+
+def unused_train(profile: Any, dataset: str, train: ImageDataset) -> ImageDataset:
+    """The training images a profile's cap leaves out: the model neither trained nor was tested on them.
+
+    They are where a detection setting can be chosen without the test set (which the tables report)
+    or the defender's clean data (a share of the training set, which the model was trained on), e.g.
+    the calibration share on Fashion-MNIST's 56,000 training images outside the quick subset.
+
+    Args:
+        profile: a :class:`~beniful.profiles.Profile` or its registered name.
+        dataset: the data set's registered name.
+        train: its full training split, as :func:`beniful.datasets.load` gives it.
+
+    Returns:
+        The images of ``train`` outside the profile's cut (:meth:`~beniful.profiles.Profile.subset_data`).
+
+    Raises:
+        ValueError: the profile trains on the whole training split, so no image is left out.
+    """
+    from . import profiles
+    prof = profiles.get(profile)
+    n = prof.data_sizes.get(dataset, {}).get("train")
+    if n is None or n >= len(train):
+        capped = sorted(d for d, c in prof.data_sizes.items() if "train" in c)
+        raise ValueError(f"profile {prof.name!r} trains on all {len(train)} training images of {dataset!r}, so none "
+                         f"is left out; data sets it caps: {capped or 'none'}")
+    idx = stratified_sample(train.targets, n, 0)
+    used, _ = prof.subset_data(dataset, train, train.subset(torch.arange(1)))
+    if not torch.equal(used.tensors()[0], train.subset(idx).tensors()[0]):
+        raise RuntimeError("the profile's training cut is no longer the seed-0 stratified draw; update unused_train")
+    keep = torch.ones(len(train), dtype=torch.bool)
+    keep[idx] = False
+    return train.subset(torch.nonzero(keep).flatten())
+
+
+def unseen_mix(tm: Case, images: ImageDataset) -> tuple[Tensor, Tensor]:
+    """:func:`natural_mix` made from other images than the test set's (e.g. :func:`unused_train`).
+
+    Args:
+        tm: the case (its ``attack`` makes the triggered copies).
+        images: labelled clean images.
+
+    Returns:
+        (``images``, triggered copies of those whose true class is not the target).
+    """
+    return natural_mix(tm.replace(test=images))
 
 
 def detection_row(tm: Case, detector: str | detectors_mod.Detector, clean: Any = None,

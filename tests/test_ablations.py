@@ -22,6 +22,22 @@ def test_detection_by_param_gives_one_combined_row_per_value(tiny_tm: TrainedMod
     assert df[["auroc", "tpr_at_5fpr", "flag_rate_clean"]].apply(lambda c: c.between(0, 1)).all().all()
 
 
+def test_detection_by_param_scores_the_inputs_it_is_given(tiny_tm: TrainedModel) -> None:
+    """A validation study scores its own images: the same images as clean and as triggered give
+    AUROC 0.5 and equal flag rates, whatever the natural mix would have given."""
+    from beniful.evaluation import natural_mix
+    seen = []
+
+    def same_images(tm: TrainedModel) -> tuple:
+        x_clean, _ = natural_mix(tm)
+        seen.append(len(x_clean))
+        return x_clean[:40], x_clean[:40].clone()
+
+    df = ablations.detection_by_param(tiny_tm, "calib_fraction", [0.3, 0.5], inputs=same_images, **FAST)
+    assert len(seen) == 2 and list(df["value"]) == [0.3, 0.5]
+    assert ((df["auroc"] - 0.5).abs() < 1e-9).all() and (df["flag_rate_clean"] == df["flag_rate_triggered"]).all()
+
+
 def test_detection_by_param_rejects_a_doubly_given_or_unknown_parameter(tiny_tm: TrainedModel) -> None:
     with pytest.raises(ValueError, match="latent_dim"):
         ablations.detection_by_param(tiny_tm, "latent_dim", [4], latent_dim=8, **FAST)

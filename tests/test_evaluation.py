@@ -7,7 +7,8 @@ import pytest
 import torch
 from torch import Tensor
 
-from beniful import evaluation
+from beniful import evaluation, profiles
+from beniful.datasets import ImageDataset
 from beniful.detectors.base import Detector
 from beniful.eliminators.base import steps_per_epoch
 from beniful.metrics import threshold_at_fpr
@@ -54,3 +55,30 @@ def test_elimination_row_says_what_the_repair_used(tiny_badnets_tm, name: str, u
     n = len(tiny_badnets_tm.clean.tensors()[1])
     assert row["uses_pool"] is uses_pool and row["epochs"] == 2.0
     assert row["steps"] == 2 * steps_per_epoch(n, 16)
+
+
+def test_unused_train_is_the_complement_of_the_profiles_cut() -> None:
+    """The images left for choosing a setting are exactly those the profile's models never saw."""
+    g = torch.Generator().manual_seed(0)
+    full = ImageDataset(torch.randint(0, 256, (4500, 1, 28, 28), dtype=torch.uint8, generator=g),
+                        torch.arange(4500) % 10, name="fashion-mnist")
+    used, _ = profiles.get("quick").subset_data("fashion-mnist", full, full)
+    left = evaluation.unused_train("quick", "fashion-mnist", full)
+    assert len(used) == 4000 and len(left) == 500
+    seen = {bytes(x.numpy()) for x in used.data}
+    assert not any(bytes(x.numpy()) in seen for x in left.data)
+    assert torch.bincount(left.targets, minlength=10).tolist() == [50] * 10
+
+
+def test_unused_train_refuses_a_data_set_the_profile_uses_whole() -> None:
+    full = ImageDataset(torch.zeros(20, 1, 28, 28, dtype=torch.uint8), torch.arange(20) % 10)
+    with pytest.raises(ValueError, match=r"'mnist5k'.*fashion-mnist"):
+        evaluation.unused_train("quick", "mnist5k", full)
+
+
+def test_unseen_mix_triggers_the_given_images_not_the_test_set(tiny_badnets_tm) -> None:
+    x, y = tiny_badnets_tm.test.tensors()
+    other = tiny_badnets_tm.test.subset(torch.arange(30))
+    x_clean, x_trig = evaluation.unseen_mix(tiny_badnets_tm, other)
+    assert len(x_clean) == 30 and len(x_trig) == int((other.targets != tiny_badnets_tm.attack.target).sum())
+    assert torch.equal(x_clean, x[:30])

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from . import cache, locks, method_defaults, sources
+from . import cache, locks, method_defaults, profiles, sources
 from . import detectors as detectors_mod
 from . import eliminators as eliminators_mod
 from .datasets import ImageDataset, stratified_sample, stratified_split
@@ -74,7 +74,6 @@ def unused_train(profile: Any, dataset: str, train: ImageDataset) -> ImageDatase
     Raises:
         ValueError: the profile trains on the whole training split, so no image is left out.
     """
-    from . import profiles
     prof = profiles.get(profile)
     n = prof.data_sizes.get(dataset, {}).get("train")
     if n is None or n >= len(train):

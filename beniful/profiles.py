@@ -23,10 +23,12 @@ from .datasets import ImageDataset, stratified_sample
 from .registry import Registry
 from .training import TrainConfig
 
-__all__ = ["Profile", "PROFILES", "register", "get", "available", "ATTACK_NAMES"]
+__all__ = ["Profile", "PROFILES", "register", "get", "available", "ATTACK_NAMES", "ADAPTIVE_ATTACK_NAMES"]
 
 #: the headline attacks of every table, in table order
 ATTACK_NAMES: tuple[str, ...] = ("badnets", "blended", "sig", "wanet", "iad")
+#: the attacks that know the defense (table6, fig5), in table order
+ADAPTIVE_ATTACK_NAMES: tuple[str, ...] = ("adaptive_blend", "adaptive_patch", "adv_embedding")
 
 
 @dataclass(frozen=True)
@@ -177,6 +179,13 @@ register(Profile(
             # at 1 the diversity loss pulls G(x) towards x (dim, invisible triggers): ASR 0.51-0.89
             "lambda_div": 0.1,
         },
+        # Qi et al. poison 0.3 % and cover 0.3 % of CIFAR-10 (the class defaults): 12 images of the
+        # quick 4,000, too few for 8-16 epochs. Raised until the quick models reached ASR 0.85 on both
+        # data sets (seed 0, the attacker's own measurement): Blend 1 %+1 % mnist5k ASR 0.998, 2 %+2 %
+        # mnist5k 0.998 and Fashion-MNIST 0.906 (ACC drop 0.023); Patch 1 %+1 % mnist5k 0.134, 2 %+2 %
+        # mnist5k 0.919, 5 %+5 % mnist5k 1.000
+        "adaptive_blend": {"rate": 0.02, "cover_rate": 0.02},
+        "adaptive_patch": {"rate": 0.02, "cover_rate": 0.02},
     }),
     default_dataset="mnist5k",
     datasets=("mnist5k", "fashion-mnist"),
@@ -195,6 +204,9 @@ register(Profile(
     width=64,
     clean_fraction=0.05,
     dataset_train=MappingProxyType({"tiny-imagenet": {"epochs": 200}, "mnist5k": {"hflip": False}}),
+    # the adaptive attacks at Qi et al.'s CIFAR-10 rates (0.3 % poisoned, and the class default of 0.3 %
+    # cover samples), not the profile's 10 %
+    attack_params=MappingProxyType({"adaptive_blend": {"rate": 0.003}, "adaptive_patch": {"rate": 0.003}}),
     default_dataset="cifar10",
 ))
 register(Profile(

@@ -152,7 +152,9 @@ def train_classifier(
 ) -> nn.Module:
     """Train ``model`` in place on ``(x_train, y_train)``, poisoning ``poison_idx`` with ``attack``.
 
-    ``x_train`` is ``uint8`` (or float in [0, 1]) N x C x H x W. ``on_epoch_end(epoch, model, opt)``
+    ``x_train`` is ``uint8`` (or float in [0, 1]) N x C x H x W. The attack poisons each batch
+    (``training_batch``, with its cover samples as ``cover_mask`` when it has any) and runs the forward
+    pass (``training_forward``, which may add a loss on middle features). ``on_epoch_end(epoch, model, opt)``
     is called after every epoch (checkpointing); ``start_epoch``/``optimizer_state`` resume a run.
 
     Args:
@@ -186,6 +188,13 @@ def train_classifier(
     is_poison = torch.zeros(n, dtype=torch.bool, device=dev)
     if attack is not None and poison_idx is not None and len(poison_idx):
         is_poison[poison_idx.to(dev)] = True
+    # cover samples (adaptive attacks): triggered, true label kept; never one of the poisoned
+    cover_idx = attack.cover_indices(y_train.cpu()) if attack is not None else torch.zeros(0, dtype=torch.long)
+    is_cover = None
+    if len(cover_idx):
+        is_cover = torch.zeros(n, dtype=torch.bool, device=dev)
+        is_cover[cover_idx.to(dev)] = True
+        is_cover &= ~is_poison
     steps = math.ceil(n / cfg.batch_size)
     opt, sched = make_optimizer(model, cfg, steps)
     if optimizer_state is not None:
@@ -214,15 +223,25 @@ def train_classifier(
             xb = xb.float() / 255 if xb.dtype == torch.uint8 else xb.float()
             yb = ys[idx]
             extra = None
+            feature_loss = None
             if attack is not None:
-                xb, yb, extra = attack.training_batch(xb, yb, is_poison[idx], g)
+                if is_cover is None:
+                    xb, yb, extra = attack.training_batch(xb, yb, is_poison[idx], g)
+                else:
+                    xb, yb, extra = attack.training_batch(xb, yb, is_poison[idx], g, cover_mask=is_cover[idx])
             xb = augment(xb, cfg.crop_padding, cfg.hflip, g)
             if nhwc:
                 xb = xb.contiguous(memory_format=torch.channels_last)
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cuda and cfg.amp):
-                loss = F.cross_entropy(fwd(xb), yb)
+                if attack is not None:
+                    logits, feature_loss = attack.training_forward(model, fwd, xb)
+                else:
+                    logits = fwd(xb)
+                loss = F.cross_entropy(logits, yb)
             if extra is not None:
                 loss = loss + extra
+            if feature_loss is not None:
+                loss = loss + feature_loss.float()
             opt.zero_grad(set_to_none=True)
             for p in extra_params:
                 p.grad = None

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from .base import Attack
 from .registry import ATTACKS
-from . import badnets, blended, iad, sig, wanet  # noqa: F401  (register)
+from . import adaptive, adv_embedding, badnets, blended, iad, sig, wanet  # noqa: F401  (register)
 
 
 #: ``attacks.build(name, **params)`` and ``attacks.available()``: the registry's own (:class:`beniful.registry.Registry`)

@@ -4,7 +4,11 @@ An attack is a *trigger function* ``apply(x)`` plus a *poisoning policy*: which 
 are poisoned (``poison_indices``) and what their labels become (``poison_labels``). The trainer
 never stores a poisoned copy of the data: it keeps the poisoned indices and calls
 ``training_batch`` per batch, which is also where attacks that learn their trigger (IAD) or that
-add noise samples (WaNet) do their per-batch work.
+add noise samples (WaNet) do their per-batch work. Two hooks serve the adaptive attacks, which
+know the defense: ``cover_indices`` names training samples that carry a trigger but keep their
+label (Qi et al.'s cover samples; the trainer passes them to ``training_batch`` as ``cover_mask``),
+and ``training_forward`` runs the classifier's forward pass, so an attacker who controls training
+can add a loss on the model's middle features (adversarial embedding).
 
 ``params()`` (the trigger's parameters) is derived from the constructor signature
 (:class:`~beniful.registry.Configurable`); ``config()`` adds the poisoning policy (target, rate,
@@ -14,8 +18,10 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from typing import Callable
+
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..registry import Configurable
 from ..utils import check_fraction, check_images
@@ -161,6 +167,39 @@ class Attack(Configurable):
             The target (all-to-one) or ``y`` unchanged (clean-label), as a new tensor.
         """
         return y.clone() if self.clean_label else torch.full_like(y, self.target)
+
+    def cover_indices(self, y: Tensor) -> Tensor:
+        """Training samples that carry a trigger but keep their true label (none by default).
+
+        Cover samples (Qi et al., ICLR 2023) teach the model that a partial trigger alone is not
+        the backdoor, which keeps triggered and benign features close. The trainer marks them in the
+        ``cover_mask`` it passes to :meth:`training_batch`; they never overlap the poisoned indices.
+
+        Args:
+            y: the training labels.
+
+        Returns:
+            Sorted int64 indices; empty for attacks without cover samples.
+        """
+        return torch.zeros(0, dtype=torch.long)
+
+    def training_forward(self, model: nn.Module, forward: Callable[[Tensor], Tensor], x: Tensor
+                         ) -> tuple[Tensor, Tensor | None]:
+        """The classifier's forward pass on one (poisoned, augmented) training batch.
+
+        The default is ``forward(x)`` alone. An attacker who controls training overrides it to read
+        the middle features of the same pass (a hook on a submodule of ``model``) and returns a loss
+        on them, e.g. :class:`~beniful.attacks.adv_embedding.AdvEmbedding`.
+
+        Args:
+            model: the classifier being trained (for hooks on its submodules).
+            forward: what to call for the logits (``model`` itself, or its compiled version).
+            x: the batch, in the order :meth:`training_batch` returned it.
+
+        Returns:
+            ``(logits, extra_loss)``; ``extra_loss`` is added to the cross-entropy, or ``None``.
+        """
+        return forward(x), None
 
     def training_batch(
         self, x: Tensor, y: Tensor, poison_mask: Tensor, generator: torch.Generator | None = None

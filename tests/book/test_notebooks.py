@@ -40,7 +40,8 @@ def _text(output: nbformat.NotebookNode) -> str:
 
 def test_there_are_table_notebooks() -> None:
     names = {p.stem for p in NOTEBOOKS}
-    assert {"table1", "table2", "table3", "table4", "table5", "fig1", "fig2", "fig3", "fig4"} <= names
+    assert {"table1", "table2", "table3", "table4", "table5", "table6", "fig1", "fig2", "fig3", "fig4",
+            "fig5"} <= names
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS + BOOK_NOTEBOOKS, ids=lambda p: f"{p.parent.name}/{p.name}")

@@ -24,8 +24,13 @@ DATASETS = os.environ.get("BENIFUL_SMOKE_DATASETS", "cifar10 tiny-imagenet").spl
 pytestmark = pytest.mark.skipif(not ROOT, reason="set BENIFUL_SMOKE_RESULTS to the smoke results tree (make smoke)")
 
 ATTACKS = list(profiles.ATTACK_NAMES)
+ADAPTIVE = list(profiles.ADAPTIVE_ATTACK_NAMES)
 DETECTORS = list(HEADLINE["detectors"])
 ELIMINATORS = list(HEADLINE["eliminators"])
+#: table6's cases: every adaptive attack at seed 0, adv_embedding at seeds 0-2 (its default adv_seeds)
+TABLE6_CASES = [(a, s) for a in ADAPTIVE for s in ((0, 1, 2) if a == "adv_embedding" else (0,))]
+#: fig5's default sweep: 4 weights x (3 BeniFul layers against the attacker at layer3 + the attacker at layer2)
+FIG5_POINTS = 4 * (3 + 1)
 #: fig4's default sweep sizes: rates, latent sizes, clean fractions, lambdas (WaNet only)
 FIG4_POINTS = {"rate": 3, "latent_dim": 5, "clean_fraction": 4, "lam": 3}
 
@@ -48,6 +53,7 @@ class Expected:
     required: tuple[str, ...] = ()
     n_rows: int | None = None
     finite: tuple[str, ...] = field(default=())
+    seeds: frozenset[int] = frozenset({0})
 
 
 EXPECTED: dict[str, Expected] = {
@@ -71,6 +77,14 @@ EXPECTED: dict[str, Expected] = {
                      ("acc", "asr", "flag_rate_clean", "flag_rate_triggered", "auroc")),
     "fig4": Expected(("attack", "param"), None, ("auroc", "tpr_at_5fpr", "acc", "asr"),
                      n_rows=sum(FIG4_POINTS.values())),
+    "table6": Expected(("attack", "seed", "kind", "method"),
+                       [(a, s, "none", "none") for a, s in TABLE6_CASES]
+                       + [(a, s, "detector", d) for a, s in TABLE6_CASES for d in DETECTORS + ["autoencoder"]]
+                       + [(a, s, "eliminator", e) for a, s in TABLE6_CASES for e in ELIMINATORS],
+                       ("acc", "asr", "auroc", "tpr_at_5fpr", "tpr_calibrated", "fpr_calibrated", "acc_before",
+                        "asr_before"), seeds=frozenset({0, 1, 2})),
+    "fig5": Expected(("weight", "attacker_layer", "detector_layer"), None, ("acc", "asr", "auroc", "tpr_at_5fpr"),
+                     ("acc", "asr", "auroc"), n_rows=FIG5_POINTS),
     "table4": Expected(("attack", "ablation"), None,
                        ("auroc", "tpr_at_5fpr", "flag_rate_clean", "flag_rate_triggered", "acc", "asr")),
 }
@@ -93,7 +107,7 @@ def test_notebook_table(dataset: str, name: str) -> None:
     assert not missing, f"{name}: missing columns {missing}"
     assert set(table.profile) == {"smoke"} and set(table.dataset) == {dataset}, \
         f"{name}: rows labelled {sorted(set(table.profile))} / {sorted(set(table.dataset))}"
-    assert set(table.seed) == {0}
+    assert set(table.seed) == exp.seeds, f"{name}: seeds {sorted(set(table.seed))}, expected {sorted(exp.seeds)}"
     if exp.rows is not None:
         got = sorted(tuple(r) for r in table[list(exp.key)].itertuples(index=False))
         assert got == sorted(exp.rows), f"{name}: rows {got}, expected {sorted(exp.rows)}"

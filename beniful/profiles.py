@@ -183,9 +183,10 @@ register(Profile(
         # quick 4,000, too few for 8-16 epochs. Raised until the quick models reached ASR 0.85 on both
         # data sets (seed 0, the attacker's own measurement): Blend 1 %+1 % mnist5k ASR 0.998, 2 %+2 %
         # mnist5k 0.998 and Fashion-MNIST 0.906 (ACC drop 0.023); Patch 1 %+1 % mnist5k 0.134, 2 %+2 %
-        # mnist5k 0.919, 5 %+5 % mnist5k 1.000
+        # mnist5k 0.919 but Fashion-MNIST 0.438, 3.5 %+3.5 % Fashion-MNIST 0.823, 5 %+5 % mnist5k 1.000
+        # (ACC drop 0.006) and Fashion-MNIST 0.959 (drop 0.016)
         "adaptive_blend": {"rate": 0.02, "cover_rate": 0.02},
-        "adaptive_patch": {"rate": 0.02, "cover_rate": 0.02},
+        "adaptive_patch": {"rate": 0.05, "cover_rate": 0.05},
     }),
     default_dataset="mnist5k",
     datasets=("mnist5k", "fashion-mnist"),

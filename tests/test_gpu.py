@@ -19,6 +19,7 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 
 # small budgets: these test the device plumbing, the planted-case tests elsewhere test the methods
 DETECTOR_KWARGS = {
+    "autoencoder": {"steps": 20},
     "beniful": {"vae_epochs": 3},
     "strip": {"n_overlays": 8},
     "scale_up": {},

@@ -1,7 +1,7 @@
 """Backdoor input detectors: ``detectors.build("beniful", layer="layer3").fit(model, clean)``."""
 from __future__ import annotations
 
-from . import beniful, ibd_psc, scale_up, strip, teco  # noqa: F401  (register)
+from . import autoencoder, beniful, ibd_psc, scale_up, strip, teco  # noqa: F401  (register)
 from .base import Detector
 from .registry import DETECTORS
 

@@ -13,7 +13,7 @@ from beniful import detectors
 from beniful.datasets import ImageDataset
 from beniful.utils import Normalize
 
-FAST = {"beniful": {"layer": "stage1", "vae_epochs": 2, "latent_dim": 4, "augment": 0},
+FAST = {"autoencoder": {"steps": 3}, "beniful": {"layer": "stage1", "vae_epochs": 2, "latent_dim": 4, "augment": 0},
         "strip": {"n_overlays": 4}, "scale_up": {}, "ibd_psc": {"n": 2},
         "teco": {"corruptions": ("gaussian_noise", "brightness")}}
 

@@ -1,9 +1,11 @@
 """Configuration that the two README commands depend on: pins, book config, Makefile paths."""
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -123,3 +125,15 @@ def test_make_smoke_runs_every_notebook_on_both_shapes_outside_the_committed_tre
     assert re.search(rf"BENIFUL_SMOKE_RESULTS={re.escape(str(smoke))}/results .*pytest -q tests/smoke", dry.replace("\\\n", ""))
     cfg = yaml.safe_load((ROOT / "_config.yml").read_text())
     assert "notebooks/runs" in cfg["exclude_patterns"]  # executed run copies never become book pages
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_table6_prefetch_runs_the_adaptive_attacks_from_the_other_end() -> None:
+    """table6's default attacks are the adaptive ones, not the headline set the prefetch kernel
+    would otherwise reverse: its second kernel must run the same cases, or it shares no work."""
+    dry = subprocess.run(["make", "-n", "-B", "prefetch-table6"], cwd=ROOT, capture_output=True, text=True,
+                         check=True).stdout
+    assert "papermill notebooks/table6.ipynb" in dry
+    cmd = re.search(r'"\$\((.*)\)"', dry).group(1).replace(".venv/bin/python", sys.executable)
+    params = json.loads(subprocess.run(cmd, shell=True, cwd=ROOT, capture_output=True, text=True, check=True).stdout)
+    assert params["attacks"] == ["adv_embedding", "adaptive_patch", "adaptive_blend"]

@@ -7,7 +7,7 @@ Two devices make a backdoor's features hard to separate from benign ones:
   pattern's pieces at a lower opacity; Patch: a random subset of several faint patches) and the
   whole trigger only at test time, so no single strong feature direction is learnt for it;
 - *cover* samples carry the same partial trigger but keep their true label (a fixed set of
-  training samples, :meth:`cover_indices`), so the trigger alone is not "the target class" and the
+  training samples, ``cover_indices``), so the trigger alone is not "the target class" and the
   model has to combine it weakly with the content.
 
 Qi et al. poison 0.3 % and cover 0.3 % of CIFAR-10 (the class defaults here, which the paper profile
@@ -52,7 +52,7 @@ class CoverAttack(Attack):
             raise ValueError(f"rate + cover_rate must stay below 1, got {self.rate} + {self.cover_rate}")
 
     def cover_indices(self, y: Tensor) -> Tensor:
-        """``round(cover_rate * N)`` samples of any class outside :meth:`poison_indices`, drawn with ``seed``.
+        """``round(cover_rate * N)`` samples of any class outside ``poison_indices``, drawn with ``seed``.
 
         Args:
             y: the training labels.

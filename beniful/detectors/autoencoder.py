@@ -22,7 +22,7 @@ on clean inputs); the held-out part, not the fit part, because the autoencoder h
 median and IQR, not the mean and std, because one clean image the model already misclassifies can
 carry a huge KL and would dominate a std of ~60 values. With no triggered data to tune on, equal
 weights in these units are the neutral choice. ``signal="recon"`` or ``"flip"`` gives one signal
-alone; one fit serves all three (``thresholds``, :meth:`scores_by_signal`).
+alone; one fit serves all three (``thresholds``, ``scores_by_signal``).
 
 Architecture (ours: the paper gives no recipe at CIFAR scale): sized from the image shape alone, so
 it works on 1x28x28, 3x32x32, 3x64x64 or 8x8 alike. Stride-2 convs (BatchNorm, SiLU) halve the map
@@ -343,7 +343,7 @@ class AutoencoderDetector(Detector):
         """Standardisation statistics of both signals, then a threshold per signal, on held-out clean images.
 
         Args:
-            x_clean: clean images the autoencoder was not fitted on, in any form :meth:`score` accepts.
+            x_clean: clean images the autoencoder was not fitted on, in any form ``score`` accepts.
 
         Returns:
             The threshold of the detector's own ``signal`` (all three are in ``thresholds``).
@@ -366,7 +366,7 @@ class AutoencoderDetector(Detector):
         """Scores of every signal choice from one pass over ``x`` (the recon / flip / both ablation).
 
         Args:
-            x: inputs in any form :meth:`score` accepts.
+            x: inputs in any form ``score`` accepts.
 
         Returns:
             ``{"both": scores, "recon": scores, "flip": scores}``, float tensors ``[N]``.

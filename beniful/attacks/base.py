@@ -16,9 +16,7 @@ seed) and is what cache keys and result tables record.
 """
 from __future__ import annotations
 
-from typing import Any, ClassVar
-
-from typing import Callable
+from typing import Any, Callable, ClassVar
 
 import torch
 from torch import Tensor, nn
